@@ -1,0 +1,38 @@
+// Package checkpoint keeps every job's state in Redis hashes and is the only
+// package that knows the key schema.
+//
+// # Keys
+//
+// All keys of a job share the hash tag {job}, so they live in one Redis
+// Cluster slot and one Lua script may touch all of them:
+//
+//	llmfleet:{job}:job      hash  policy, state, timestamps and counters
+//	llmfleet:{job}:input    hash  item id → canonical item JSON (tasks.Item)
+//	llmfleet:{job}:status   hash  item id → pending | active | done | failed
+//	llmfleet:{job}:order    list  item ids in input order (export order)
+//	llmfleet:{job}:calls    hash  item id → provider calls made (the attempt budget)
+//	llmfleet:{job}:claim    hash  item id → token of the attempt that holds it
+//	llmfleet:{job}:result   hash  item id → result line (export JSON)
+//	llmfleet:{job}:failure  hash  item id → final failure record
+//	llmfleet:{job}:lasterr  hash  item id → last retryable failure
+//	llmfleet:jobs           set   job names (the only key outside a job's slot)
+//
+// # Invariants
+//
+//   - Every transition of an item is one Lua script that changes its status
+//     and the job's counters together, so total = done + failed + active +
+//     pending holds in every snapshot, and a status read (one HGETALL) is
+//     consistent.
+//   - A result is committed at most once per item: a second commit of a done
+//     item changes nothing but the job's duplicates counter.
+//   - An attempt holds an item through a claim token. A worker whose task was
+//     re-dispatched elsewhere (lease expiry, shutdown requeue) cannot move the
+//     item back to pending or fail it under the new holder; its success is
+//     still kept, since a result is a result.
+//   - Whether an item is done is the checkpoint's answer, never asynq's.
+//   - The attempt budget (provider calls per item) is counted here, so asynq's
+//     retry counter, which also counts crashes and waits, is never trusted.
+//   - When done + failed reaches total the job is finished: finished_at is set
+//     and every key of the job expires after the job's retention. Recording
+//     new items reopens it.
+package checkpoint

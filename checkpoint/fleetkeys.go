@@ -1,0 +1,27 @@
+package checkpoint
+
+// Keys of fleet-wide state that is not a job's: the breaker and the rate
+// limiter. They are spelled here so that this package stays the one place
+// that knows every Redis key llmfleet writes. Each family shares a hash tag,
+// so its Lua scripts touch one Cluster slot.
+
+// BreakerKeys returns the keys of one endpoint's circuit breaker, in the
+// order package breaker's scripts expect: state hash, failed-items window,
+// succeeded-items window, rate-limited-items window, consecutive-failure
+// streak, probe leases, transition log.
+func BreakerKeys(endpoint string) []string {
+	p := "llmfleet:breaker:{" + endpoint + "}:"
+	return []string{p + "state", p + "fail", p + "ok", p + "rl", p + "streak", p + "probes", p + "transitions"}
+}
+
+// LimiterKeys returns the keys of one provider key's rate limiter: the RPM
+// and TPM cells as given to redis_rate (which prefixes "rate:" itself), and
+// the fleet-wide hold set by a 429 with Retry-After.
+func LimiterKeys(provider string) (rpm, tpm, hold string) {
+	p := "llmfleet:limit:{" + provider + "}:"
+	return p + "rpm", p + "tpm", p + "hold"
+}
+
+// EndpointField is the job hash field where workers note the breaker
+// endpoint the job's calls go through, so status can show its state.
+const EndpointField = "endpoint"

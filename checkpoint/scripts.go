@@ -1,0 +1,220 @@
+package checkpoint
+
+import "github.com/redis/go-redis/v9"
+
+// Every script receives the job's keys in the order of keys(): KEYS[1] job,
+// 2 input, 3 status, 4 order, 5 calls, 6 claim, 7 result, 8 failure,
+// 9 lasterr. Times are Unix milliseconds passed by the caller, so the
+// scripts stay deterministic and testable with an injected clock.
+
+// luaCommon holds helpers shared by the scripts that end or reopen a job.
+const luaCommon = `
+local function finish_check(now)
+  local t = redis.call('HMGET', KEYS[1], 'total', 'done', 'failed', 'state', 'retention_s')
+  local total = tonumber(t[1]) or 0
+  local done = tonumber(t[2]) or 0
+  local failed = tonumber(t[3]) or 0
+  if total == 0 or done + failed < total then return end
+  local ret = tonumber(t[5]) or 0
+  if redis.call('HEXISTS', KEYS[1], 'finished_at') == 0 then
+    redis.call('HSET', KEYS[1], 'finished_at', now)
+    if t[4] == 'running' then redis.call('HSET', KEYS[1], 'state', 'done') end
+    if ret > 0 then
+      for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ret) end
+    end
+  elseif ret > 0 then
+    -- A late write to a finished job (a slow attempt's result) may have
+    -- created a key: it expires with the others.
+    for i = 1, #KEYS do
+      if redis.call('TTL', KEYS[i]) == -1 then redis.call('EXPIRE', KEYS[i], ret) end
+    end
+  end
+end
+local function reopen()
+  if redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then
+    redis.call('HDEL', KEYS[1], 'finished_at')
+    if redis.call('HGET', KEYS[1], 'state') == 'done' then redis.call('HSET', KEYS[1], 'state', 'running') end
+  end
+  for i = 1, #KEYS do redis.call('PERSIST', KEYS[i]) end
+end
+`
+
+// openScript creates the job when absent. ARGV: policy, now, deadline, retention_s.
+var openScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'running', 'policy', ARGV[1], 'created_at', ARGV[2],
+  'deadline', ARGV[3], 'retention_s', ARGV[4], 'total', 0, 'done', 0, 'failed', 0, 'active', 0)
+return 1
+`)
+
+// updatePolicyScript: ARGV policy, deadline, retention_s, now.
+var updatePolicyScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'policy', ARGV[1], 'deadline', ARGV[2], 'retention_s', ARGV[3])
+local d = tonumber(ARGV[2]) or 0
+if redis.call('HGET', KEYS[1], 'state') == 'expired' and (d == 0 or d > tonumber(ARGV[4])) then
+  redis.call('HSET', KEYS[1], 'state', 'running')
+end
+return 1
+`)
+
+// recordScript: ARGV now, then id, canonical pairs.
+var recordScript = redis.NewScript(luaCommon + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+local out = {}
+local added = 0
+for i = 2, #ARGV, 2 do
+  local id, body = ARGV[i], ARGV[i + 1]
+  local cur = redis.call('HGET', KEYS[2], id)
+  if not cur then
+    redis.call('HSET', KEYS[2], id, body)
+    redis.call('HSET', KEYS[3], id, 'pending')
+    redis.call('RPUSH', KEYS[4], id)
+    added = added + 1
+    out[#out + 1] = 'new'
+  elseif cur == body then
+    out[#out + 1] = redis.call('HGET', KEYS[3], id) or 'pending'
+  else
+    out[#out + 1] = 'conflict'
+  end
+end
+if added > 0 then
+  redis.call('HINCRBY', KEYS[1], 'total', added)
+  reopen()
+end
+return out
+`)
+
+// claimScript: ARGV id, token, now. Returns {verdict, calls, input, policy, state, lasterr}.
+var claimScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+local id = ARGV[1]
+local st = redis.call('HGET', KEYS[3], id)
+if not st then return {'unknown'} end
+if st == 'done' or st == 'failed' then return {st} end
+if st == 'pending' then
+  redis.call('HSET', KEYS[3], id, 'active')
+  redis.call('HINCRBY', KEYS[1], 'active', 1)
+end
+redis.call('HSET', KEYS[6], id, ARGV[2])
+if redis.call('HEXISTS', KEYS[1], 'started_at') == 0 then redis.call('HSET', KEYS[1], 'started_at', ARGV[3]) end
+local j = redis.call('HMGET', KEYS[1], 'policy', 'state')
+return {'ok', tonumber(redis.call('HGET', KEYS[5], id) or '0'), redis.call('HGET', KEYS[2], id),
+  j[1], j[2], redis.call('HGET', KEYS[9], id) or ''}
+`)
+
+// startCallScript: ARGV id, token, max. Returns calls so far including this
+// one, -1 when the claim is lost, -2 when the budget is spent.
+var startCallScript = redis.NewScript(`
+local id = ARGV[1]
+if redis.call('HGET', KEYS[6], id) ~= ARGV[2] then return -1 end
+local c = tonumber(redis.call('HGET', KEYS[5], id) or '0')
+if c >= tonumber(ARGV[3]) then return -2 end
+redis.call('HINCRBY', KEYS[5], id, 1)
+redis.call('HINCRBY', KEYS[1], 'provider_calls', 1)
+return c + 1
+`)
+
+// commitScript: ARGV id, token, result, tokens_in, tokens_out, now.
+var commitScript = redis.NewScript(luaCommon + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+local id = ARGV[1]
+local st = redis.call('HGET', KEYS[3], id)
+if not st then return 'unknown' end
+if st == 'done' then
+  redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
+  return 'duplicate'
+end
+redis.call('HSET', KEYS[7], id, ARGV[3])
+redis.call('HSET', KEYS[3], id, 'done')
+redis.call('HINCRBY', KEYS[1], 'done', 1)
+if st == 'active' then
+  redis.call('HINCRBY', KEYS[1], 'active', -1)
+elseif st == 'failed' then
+  redis.call('HINCRBY', KEYS[1], 'failed', -1)
+  redis.call('HDEL', KEYS[8], id)
+end
+redis.call('HDEL', KEYS[6], id)
+redis.call('HDEL', KEYS[9], id)
+redis.call('HINCRBY', KEYS[1], 'tokens_in', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'tokens_out', ARGV[5])
+finish_check(ARGV[6])
+return 'committed'
+`)
+
+// failScript: ARGV id, token, failure, now.
+var failScript = redis.NewScript(luaCommon + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+local id = ARGV[1]
+local st = redis.call('HGET', KEYS[3], id)
+if not st then return 'unknown' end
+if st == 'done' or st == 'failed' then return 'ignored' end
+-- Only the attempt that holds the item may fail it: a stale attempt (its
+-- task re-dispatched elsewhere) must not end an item another one owns.
+if redis.call('HGET', KEYS[6], id) ~= ARGV[2] then return 'lost' end
+redis.call('HSET', KEYS[8], id, ARGV[3])
+redis.call('HSET', KEYS[3], id, 'failed')
+redis.call('HINCRBY', KEYS[1], 'failed', 1)
+if st == 'active' then redis.call('HINCRBY', KEYS[1], 'active', -1) end
+redis.call('HDEL', KEYS[6], id)
+finish_check(ARGV[4])
+return 'failed'
+`)
+
+// releaseScript: ARGV id, token, lasterr (empty keeps the previous one).
+var releaseScript = redis.NewScript(`
+local id = ARGV[1]
+if redis.call('HGET', KEYS[3], id) ~= 'active' or redis.call('HGET', KEYS[6], id) ~= ARGV[2] then return 'lost' end
+redis.call('HSET', KEYS[3], id, 'pending')
+redis.call('HINCRBY', KEYS[1], 'active', -1)
+redis.call('HDEL', KEYS[6], id)
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[9], id, ARGV[3]) end
+return 'ok'
+`)
+
+// sweepScript: ARGV failure, now, ids... Fails the listed items that are
+// still pending.
+var sweepScript = redis.NewScript(luaCommon + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if redis.call('HGET', KEYS[3], id) == 'pending' then
+    redis.call('HSET', KEYS[8], id, ARGV[1])
+    redis.call('HSET', KEYS[3], id, 'failed')
+    n = n + 1
+  end
+end
+if n > 0 then redis.call('HINCRBY', KEYS[1], 'failed', n) end
+finish_check(ARGV[2])
+return n
+`)
+
+// markExpiredScript sets a running job's state to expired.
+var markExpiredScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') == 'running' then redis.call('HSET', KEYS[1], 'state', 'expired') end
+return 1
+`)
+
+// recordDoneScript: ARGV now, then id, canonical, result triples.
+var recordDoneScript = redis.NewScript(luaCommon + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local added = 0
+for i = 2, #ARGV, 3 do
+  local id = ARGV[i]
+  if redis.call('HEXISTS', KEYS[2], id) == 0 then
+    redis.call('HSET', KEYS[2], id, ARGV[i + 1])
+    redis.call('HSET', KEYS[3], id, 'done')
+    redis.call('HSET', KEYS[7], id, ARGV[i + 2])
+    redis.call('RPUSH', KEYS[4], id)
+    added = added + 1
+  end
+end
+if added > 0 then
+  redis.call('HINCRBY', KEYS[1], 'total', added)
+  redis.call('HINCRBY', KEYS[1], 'done', added)
+  reopen()
+  finish_check(ARGV[1])
+end
+return added
+`)

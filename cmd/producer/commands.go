@@ -1,0 +1,489 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/llmfleet/llmfleet/checkpoint"
+	"github.com/llmfleet/llmfleet/embedded"
+	"github.com/llmfleet/llmfleet/input"
+	"github.com/llmfleet/llmfleet/jobs"
+	"github.com/llmfleet/llmfleet/provider"
+	"github.com/llmfleet/llmfleet/redisconn"
+)
+
+type app struct {
+	env      Env
+	log      *slog.Logger
+	redisURL string
+}
+
+func usage(format string, args ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
+}
+
+// codeOf maps an error to an exit code: 2 for usage, 1 for the rest.
+func codeOf(err error) int {
+	var ue *jobs.UsageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func newRoot(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "producer",
+		Short:         "Submit batch LLM jobs to an llmfleet worker fleet and follow them",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usage("%v (see %s --help)", err, c.CommandPath())
+	})
+	root.PersistentFlags().StringVar(&a.redisURL, "redis", "", "Redis URL (default $REDIS_URL, else "+redisconn.DefaultURL+")")
+	root.AddCommand(a.runCmd(), a.statusCmd(), a.exportCmd(), a.jobsCmd(), a.cancelCmd(), a.deleteCmd())
+	return root
+}
+
+// connect opens Redis and checks it answers.
+func (a *app) connect(ctx context.Context) (redis.UniversalClient, error) {
+	url := a.redisURL
+	if url == "" {
+		url = a.env.Getenv("REDIS_URL")
+	}
+	rdb, err := redisconn.Open(url)
+	if err != nil {
+		return nil, usage("%v", err)
+	}
+	if err := redisconn.Ping(ctx, rdb, url); err != nil {
+		rdb.Close()
+		return nil, &exitError{code: 1, err: err}
+	}
+	return rdb, nil
+}
+
+func requireJob(job string) error {
+	if job == "" {
+		return usage("--job is required")
+	}
+	if err := checkpoint.ValidateJobName(job); err != nil {
+		return usage("--job: %v", err)
+	}
+	return nil
+}
+
+type runFlags struct {
+	job, model, system, template, queue, format, deadline, baseURL string
+	maxAttempts, maxItemBytes, concurrency                         int
+	backoffMin, backoffMax, timeout, deadlineIn, retention         time.Duration
+	strict, jsonOut, jsonOutput, embedded                          bool
+	simFaults                                                      string
+}
+
+func (a *app) runCmd() *cobra.Command {
+	var f runFlags
+	c := &cobra.Command{
+		Use:   "run --job NAME [flags] FILE|-",
+		Short: "Submit a JSONL or CSV file as a job, or resume it (the same command)",
+		Long: `Records every item of FILE in the job and enqueues one task per item that is
+not done, failed or already queued. Running it again resumes: nothing done or
+queued is enqueued twice; failed items are left to replay.
+
+Exit codes: 0 every line accepted; 3 some lines rejected, the rest enqueued;
+1 nothing enqueued (strict with bad lines, every line rejected, empty file,
+Redis unreachable); 2 usage error. With --embedded, the exit code is that of
+status --wait (0 all done, 4 some failed, 5 expired or cancelled; 130 when
+interrupted).`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usage("run takes exactly one FILE (or - for standard input), got %d", len(args))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error { return a.run(c, f, args[0]) },
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.job, "job", "", "job name (letters, digits, . _ -)")
+	fl.StringVar(&f.model, "model", "gpt-4o-mini", "model for items that name none")
+	fl.StringVar(&f.system, "system", "", "system message added to every item")
+	fl.StringVar(&f.template, "template", "", "Go text/template rendering the user message from the item's fields (@FILE reads it from a file)")
+	fl.BoolVar(&f.jsonOutput, "json-output", false, `ask every item for a JSON object (response_format {"type":"json_object"})`)
+	fl.StringVar(&f.queue, "queue", "default", "asynq queue")
+	fl.StringVar(&f.format, "format", "", "input format: jsonl or csv (default: from the file name, else the content)")
+	fl.IntVar(&f.maxAttempts, "max-attempts", 5, "provider calls per item at most, the successful one included")
+	fl.DurationVar(&f.backoffMin, "backoff-min", time.Second, "shortest retry backoff")
+	fl.DurationVar(&f.backoffMax, "backoff-max", time.Minute, "longest retry backoff")
+	fl.DurationVar(&f.timeout, "timeout", time.Minute, "time limit of one provider call (at least 1s)")
+	fl.StringVar(&f.deadline, "deadline", "", "deadline of the whole job, RFC 3339 (e.g. 2026-12-01T18:00:00Z)")
+	fl.DurationVar(&f.deadlineIn, "deadline-in", 0, "deadline of the whole job, from now (e.g. 2h)")
+	fl.DurationVar(&f.retention, "retention", 7*24*time.Hour, "how long job data is kept after the job ends")
+	fl.BoolVar(&f.strict, "strict", false, "reject the whole file if any line is bad")
+	fl.IntVar(&f.maxItemBytes, "max-item-bytes", 1<<20, "reject items larger than this")
+	fl.BoolVar(&f.jsonOut, "json", false, "print the summary as JSON")
+	fl.BoolVar(&f.embedded, "embedded", false, "run everything in this process (in-memory Redis, workers, and the simulator when no provider is set) and write NAME.results.jsonl and NAME.failed.csv")
+	fl.IntVar(&f.concurrency, "concurrency", 0, "enqueue round trips at once (default 16); with --embedded, the worker pool size")
+	fl.StringVar(&f.baseURL, "base-url", "", "with --embedded: OpenAI-compatible API base URL (default $OPENAI_BASE_URL)")
+	fl.StringVar(&f.simFaults, "sim-faults", "", "with --embedded and the simulator: random fault mix (default "+embedded.DemoFaults+"; none for no faults)")
+	return c
+}
+
+func (a *app) run(c *cobra.Command, f runFlags, file string) error {
+	ctx := c.Context()
+	if err := requireJob(f.job); err != nil {
+		return err
+	}
+	pol := checkpoint.Policy{
+		Model: f.model, System: f.system, JSONOutput: f.jsonOutput, Queue: f.queue,
+		MaxAttempts: f.maxAttempts, BackoffMin: f.backoffMin, BackoffMax: f.backoffMax,
+		Timeout: f.timeout, Retention: f.retention,
+	}
+	if strings.HasPrefix(f.template, "@") {
+		b, err := os.ReadFile(f.template[1:])
+		if err != nil {
+			return usage("--template: %v", err)
+		}
+		pol.Template = string(b)
+	} else {
+		pol.Template = f.template
+	}
+	switch {
+	case f.deadline != "" && f.deadlineIn != 0:
+		return usage("--deadline and --deadline-in are exclusive")
+	case f.deadline != "":
+		t, err := time.Parse(time.RFC3339, f.deadline)
+		if err != nil {
+			return usage("--deadline %q is not an RFC 3339 time (e.g. 2026-12-01T18:00:00Z)", f.deadline)
+		}
+		pol.Deadline = t.UTC()
+	case f.deadlineIn < 0:
+		return usage("--deadline-in must be positive, got %s", f.deadlineIn)
+	case f.deadlineIn > 0:
+		pol.Deadline = time.Now().Add(f.deadlineIn).UTC().Truncate(time.Millisecond)
+	}
+	if err := jobs.ValidatePolicy(pol); err != nil {
+		return err
+	}
+	var format input.Format
+	switch f.format {
+	case "", "jsonl", "csv":
+		format = input.Format(f.format)
+	default:
+		return usage("--format must be jsonl or csv, got %q", f.format)
+	}
+	if f.maxItemBytes < 1 {
+		return usage("--max-item-bytes must be positive, got %d", f.maxItemBytes)
+	}
+	var in io.Reader = a.env.Stdin
+	name := "stdin"
+	if file != "-" {
+		fh, err := os.Open(file)
+		if err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("open input: %w", err)}
+		}
+		defer fh.Close()
+		in, name = fh, file
+	}
+	changed := func(flag string) bool { return c.Flags().Changed(strings.TrimPrefix(flag, "--")) }
+	so := jobs.SubmitOptions{
+		Job: f.job, Input: in, InputName: name, Format: format, Policy: pol, Changed: changed,
+		MaxItemBytes: f.maxItemBytes, Strict: f.strict, Concurrency: f.concurrency,
+	}
+	if f.embedded {
+		return a.runEmbedded(ctx, f, so)
+	}
+	rdb, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	client := asynq.NewClientFromRedisClient(rdb)
+	defer client.Close()
+	sum, err := jobs.Submit(ctx, jobs.Deps{Store: checkpoint.New(rdb), Client: client}, so)
+	a.printSummary(f.jsonOut, sum)
+	if err != nil {
+		return err
+	}
+	if sum.Rejected > 0 {
+		return &exitError{code: 3}
+	}
+	return nil
+}
+
+func (a *app) printSummary(asJSON bool, s jobs.Summary) {
+	if s.Job == "" {
+		return
+	}
+	if asJSON {
+		b, _ := json.Marshal(s)
+		fmt.Fprintln(a.env.Stdout, string(b))
+		return
+	}
+	jobs.PrintSummary(a.env.Stdout, s)
+}
+
+func (a *app) runEmbedded(ctx context.Context, f runFlags, so jobs.SubmitOptions) error {
+	base := f.baseURL
+	if base == "" {
+		base = a.env.Getenv("OPENAI_BASE_URL")
+	}
+	out, err := embedded.Run(ctx, embedded.Options{
+		Submit:          so,
+		Concurrency:     f.concurrency,
+		Provider:        provider.Config{BaseURL: base, APIKey: a.env.Getenv("OPENAI_API_KEY")},
+		SimulatorFaults: f.simFaults,
+		Stdout:          a.env.Stdout,
+		Stderr:          a.env.Stderr,
+		TTY:             a.env.TTY,
+		JSON:            f.jsonOut,
+		Logger:          a.log,
+	})
+	if err != nil {
+		return err
+	}
+	if code := out.ExitCode(); code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+func (a *app) statusCmd() *cobra.Command {
+	var job string
+	var asJSON, watch, wait bool
+	var interval time.Duration
+	c := &cobra.Command{
+		Use:   "status --job NAME [--json] [--watch] [--wait]",
+		Short: "Show a job's counts and state",
+		Long: `Shows one consistent snapshot of the job. --watch shows live progress until
+the job ends; --wait blocks until it ends and exits 0 if every item is done,
+4 if some failed, 5 if it expired or was cancelled.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := requireJob(job); err != nil {
+				return err
+			}
+			ctx := c.Context()
+			rdb, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			store := checkpoint.New(rdb)
+			if !watch && !wait {
+				s, err := jobs.Load(ctx, store, job)
+				if err != nil {
+					return err
+				}
+				a.printStatus(asJSON, s)
+				return nil
+			}
+			var tick func(jobs.Status)
+			var prog *jobs.Progress
+			if watch {
+				prog = jobs.NewProgress(a.env.Stderr, a.env.TTY)
+				tick = prog.Update
+			}
+			s, err := jobs.Wait(ctx, store, job, interval, tick)
+			if err != nil {
+				return err
+			}
+			if prog != nil {
+				prog.Finish(s)
+			}
+			if asJSON || !watch {
+				a.printStatus(asJSON, s)
+			}
+			if wait {
+				if code := s.ExitCode(); code != 0 {
+					return &exitError{code: code}
+				}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&job, "job", "", "job name")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().BoolVar(&watch, "watch", false, "show live progress until the job ends")
+	c.Flags().BoolVar(&wait, "wait", false, "block until the job ends; exit 0 all done, 4 some failed, 5 expired or cancelled")
+	c.Flags().DurationVar(&interval, "interval", time.Second, "how often --watch and --wait look")
+	return c
+}
+
+func (a *app) printStatus(asJSON bool, s jobs.Status) {
+	if asJSON {
+		b, _ := json.Marshal(s)
+		fmt.Fprintln(a.env.Stdout, string(b))
+		return
+	}
+	fmt.Fprintln(a.env.Stdout, s.Line())
+}
+
+func (a *app) exportCmd() *cobra.Command {
+	var job, out, failed string
+	c := &cobra.Command{
+		Use:   "export --job NAME [--out FILE|-] [--failed FILE.csv]",
+		Short: "Write results as JSONL in input order, and failed items as CSV",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := requireJob(job); err != nil {
+				return err
+			}
+			ctx := c.Context()
+			rdb, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			store := checkpoint.New(rdb)
+			w, closeOut, err := a.output(out)
+			if err != nil {
+				return err
+			}
+			n, err := jobs.ExportResults(ctx, store, job, w)
+			if cerr := closeOut(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.env.Stderr, "exported %d results\n", n)
+			if failed != "" {
+				w, closeF, err := a.output(failed)
+				if err != nil {
+					return err
+				}
+				n, err := jobs.ExportFailed(ctx, store, job, w)
+				if cerr := closeF(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.env.Stderr, "exported %d failed items to %s\n", n, failed)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&job, "job", "", "job name")
+	c.Flags().StringVar(&out, "out", "-", "results file (- for standard output)")
+	c.Flags().StringVar(&failed, "failed", "", "also write failed items to this CSV file")
+	return c
+}
+
+func (a *app) output(path string) (io.Writer, func() error, error) {
+	if path == "-" || path == "" {
+		return a.env.Stdout, func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, &exitError{code: 1, err: err}
+	}
+	return f, f.Close, nil
+}
+
+func (a *app) jobsCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "jobs [--json]",
+		Short: "List jobs",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx := c.Context()
+			rdb, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			js, err := checkpoint.New(rdb).Jobs(ctx)
+			if err != nil {
+				return err
+			}
+			list := make([]jobs.Status, 0, len(js))
+			for _, j := range js {
+				list = append(list, jobs.NewStatus(j))
+			}
+			if asJSON {
+				b, _ := json.Marshal(list)
+				fmt.Fprintln(a.env.Stdout, string(b))
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.env.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "JOB\tSTATE\tTOTAL\tDONE\tFAILED\tPENDING\tACTIVE")
+			for _, s := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", s.Job, s.State, s.Total, s.Done, s.Failed, s.Pending, s.Active)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func (a *app) cancelCmd() *cobra.Command {
+	var job string
+	c := &cobra.Command{
+		Use:   "cancel --job NAME",
+		Short: "Cancel a job: remaining items end cancelled, no further provider calls",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := requireJob(job); err != nil {
+				return err
+			}
+			ctx := c.Context()
+			rdb, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			n, err := jobs.Cancel(ctx, checkpoint.New(rdb), job)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.env.Stdout, "job %s cancelled: %d pending items ended cancelled; items in flight end after their current call\n", job, n)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&job, "job", "", "job name")
+	return c
+}
+
+func (a *app) deleteCmd() *cobra.Command {
+	var job string
+	c := &cobra.Command{
+		Use:   "delete --job NAME",
+		Short: "Delete a job's state and its queued tasks",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := requireJob(job); err != nil {
+				return err
+			}
+			ctx := c.Context()
+			rdb, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			insp := asynq.NewInspectorFromRedisClient(rdb)
+			n, err := jobs.Delete(ctx, jobs.Deps{Store: checkpoint.New(rdb), Inspector: insp}, job)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.env.Stdout, "job %s deleted (%d queued tasks removed)\n", job, n)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&job, "job", "", "job name")
+	return c
+}

@@ -1,0 +1,135 @@
+// Command worker runs one llmfleet worker: an asynq server processing item
+// tasks against an OpenAI-compatible API. Run as many as you like, on as
+// many machines as you like, against the same Redis.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/llmfleet/llmfleet/redisconn"
+	"github.com/llmfleet/llmfleet/worker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ error }
+
+// config is the parsed command line and environment.
+type config struct {
+	redisURL string
+	worker   worker.Config
+	logLevel slog.Level
+}
+
+func parse(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	queues := fs.String("queues", "default=1", "queues and priorities, e.g. default=1,high=5")
+	fs.StringVar(&c.redisURL, "redis", getenv("REDIS_URL"), "Redis URL (default $REDIS_URL, else "+redisconn.DefaultURL+")")
+	fs.IntVar(&c.worker.Concurrency, "concurrency", 10, "items processed at once")
+	fs.DurationVar(&c.worker.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "on SIGTERM, how long in-flight calls may finish before their tasks are requeued")
+	fs.StringVar(&c.worker.MetricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. :9090)")
+	fs.DurationVar(&c.worker.CheckInterval, "check-interval", time.Second, "how often delayed (retry) tasks become runnable (at least 1s)")
+	fs.StringVar(&c.worker.Provider.BaseURL, "base-url", getenv("OPENAI_BASE_URL"), "OpenAI-compatible API base URL (default $OPENAI_BASE_URL, else OpenAI)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	rpm, tpm := envInt(getenv, "LLMFLEET_RPM"), envInt(getenv, "LLMFLEET_TPM")
+	fs.IntVar(&c.worker.RPM, "rpm", rpm, "provider's requests per minute, for the whole fleet (default $LLMFLEET_RPM; 0 = unlimited)")
+	fs.IntVar(&c.worker.TPM, "tpm", tpm, "provider's tokens per minute, for the whole fleet (default $LLMFLEET_TPM; 0 = unlimited)")
+	b := &c.worker.Breaker
+	fs.DurationVar(&b.Cooldown, "breaker-cooldown", 5*time.Minute, "how long the fleet-wide breaker stays open before probe calls")
+	fs.DurationVar(&b.Window, "breaker-window", time.Minute, "sliding window of the breaker's trip rules")
+	fs.IntVar(&b.ConsecutiveItems, "breaker-consecutive", 5, "open after this many different items fail in a row")
+	fs.IntVar(&b.MinItems, "breaker-min-items", 10, "distinct items the window needs before --breaker-failure-ratio applies")
+	fs.Float64Var(&b.FailureRatio, "breaker-failure-ratio", 0.5, "open when this share of the window's items failed")
+	fs.IntVar(&b.RateLimitedItems, "breaker-429-items", 20, "open when this many items got 429s in the window...")
+	fs.Float64Var(&b.RateLimitedRatio, "breaker-429-ratio", 0.5, "...and they are at least this share of the window's items")
+	fs.IntVar(&b.MaxProbes, "breaker-probes", 1, "probe calls at once, fleet-wide, while half-open")
+	fs.BoolVar(&c.worker.NoBreaker, "no-breaker", false, "turn the fleet-wide circuit breaker off")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	q, err := worker.ParseQueues(*queues)
+	if err != nil {
+		return c, usageError{err}
+	}
+	c.worker.Queues = q
+	if c.worker.Concurrency < 1 {
+		return c, usageError{fmt.Errorf("--concurrency must be at least 1, got %d", c.worker.Concurrency)}
+	}
+	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return c, usageError{fmt.Errorf("--log-level: %q is not debug, info, warn or error", *level)}
+	}
+	// The key comes from the environment only: a flag would show in ps.
+	c.worker.Provider.APIKey = getenv("OPENAI_API_KEY")
+	if err := c.worker.Validate(); err != nil {
+		return c, usageError{err}
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	c, err := parse(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
+	c.worker.Logger = log
+	rdb, err := redisconn.Open(c.redisURL)
+	if err != nil {
+		return usageError{err}
+	}
+	defer rdb.Close()
+	if err := redisconn.Ping(ctx, rdb, c.redisURL); err != nil {
+		return err
+	}
+	base := c.worker.Provider.BaseURL
+	if base == "" {
+		base = "https://api.openai.com/v1"
+	}
+	log.Info("provider", "base_url", base, "api_key_set", c.worker.Provider.APIKey != "", "redis", redisconn.Redact(orDefault(c.redisURL)))
+	return worker.Run(ctx, rdb, c.worker)
+}
+
+func envInt(getenv func(string) string, name string) int {
+	n, _ := strconv.Atoi(getenv(name))
+	return n
+}
+
+func orDefault(u string) string {
+	if u == "" {
+		return redisconn.DefaultURL
+	}
+	return u
+}

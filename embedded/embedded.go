@@ -1,0 +1,281 @@
+// Package embedded runs the whole fleet in one process: an in-memory Redis
+// (miniredis), a pool of workers and, when no provider is configured, the
+// simulator. It is `producer run --embedded`, the README's first command:
+// a newcomer sees a job finish, with retries, on a machine with nothing
+// installed.
+//
+// Nothing survives the process but the files it writes: NAME.results.jsonl
+// and NAME.failed.csv. A rerun after an interruption (Ctrl-C) reads the
+// results file first and records those items as done, so they are neither
+// called again nor lost from the new file.
+//
+// miniredis serves asynq well in-process (DESIGN.md measured about 3k
+// tasks/s) as long as its TTL clock runs, hence ClockTTL(true).
+package embedded
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/llmfleet/llmfleet/checkpoint"
+	"github.com/llmfleet/llmfleet/jobs"
+	"github.com/llmfleet/llmfleet/provider"
+	"github.com/llmfleet/llmfleet/simulator"
+	"github.com/llmfleet/llmfleet/worker"
+)
+
+// DemoFaults is the light random fault mix of the embedded simulator, so a
+// demo shows retries without failing items.
+const DemoFaults = "429=0.02,500=0.02,529=0.01,html502=0.01"
+
+// Options configure an embedded run.
+type Options struct {
+	Submit jobs.SubmitOptions
+	// Dir is where NAME.results.jsonl and NAME.failed.csv go. Default ".".
+	Dir string
+	// Concurrency of the in-process worker pool. Default 16.
+	Concurrency int
+	// Provider is the provider to call. With neither BaseURL nor APIKey set,
+	// the simulator is started in-process.
+	Provider provider.Config
+	// SimulatorFaults overrides DemoFaults ("" keeps it; "none" disables).
+	SimulatorFaults string
+	Stdout, Stderr  io.Writer
+	// TTY selects the live progress bar.
+	TTY bool
+	// JSON prints the run summary as JSON.
+	JSON bool
+	// Logger receives worker logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Outcome is what the run produced.
+type Outcome struct {
+	Summary     jobs.Summary
+	Status      jobs.Status
+	ResultsFile string
+	FailedFile  string
+	Interrupted bool
+}
+
+// ExitInterrupted is the exit code after Ctrl-C, as shells expect.
+const ExitInterrupted = 130
+
+// Run runs the job to its end (or until ctx is cancelled), writes the
+// result files and returns the outcome.
+func Run(ctx context.Context, o Options) (Outcome, error) {
+	var out Outcome
+	if o.Dir == "" {
+		o.Dir = "."
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	job := o.Submit.Job
+	if err := checkpoint.ValidateJobName(job); err != nil {
+		return out, &jobs.UsageError{Msg: "--job: " + err.Error()}
+	}
+	out.ResultsFile = filepath.Join(o.Dir, job+".results.jsonl")
+	out.FailedFile = filepath.Join(o.Dir, job+".failed.csv")
+
+	prior, err := readPrior(out.ResultsFile)
+	if err != nil {
+		return out, err
+	}
+	o.Submit.Prior = prior
+
+	mr := miniredis.NewMiniRedis()
+	mr.ClockTTL(true)
+	if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+		return out, fmt.Errorf("start in-memory redis: %w", err)
+	}
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+
+	pc := o.Provider
+	if pc.BaseURL == "" && pc.APIKey == "" {
+		faults := o.SimulatorFaults
+		switch faults {
+		case "":
+			faults = DemoFaults
+		case "none":
+			faults = ""
+		}
+		sim, err := simulator.Start(ctx, simulator.Config{Latency: "5ms-40ms", Faults: faults}, "127.0.0.1:0")
+		if err != nil {
+			return out, fmt.Errorf("start simulator: %w", err)
+		}
+		defer sim.Close()
+		pc.BaseURL = sim.URL()
+		fmt.Fprintf(o.Stderr, "no OPENAI_API_KEY or OPENAI_BASE_URL: calling the built-in simulator at %s (random faults %s)\n", sim.URL(), faults)
+	}
+	pc.Concurrency = o.Concurrency
+
+	w, err := worker.New(rdb, worker.Config{
+		Concurrency:     o.Concurrency,
+		Queues:          map[string]int{o.Submit.Policy.Queue: 1},
+		ShutdownTimeout: 5 * time.Second,
+		CheckInterval:   time.Second,
+		Provider:        pc,
+		Logger:          o.Logger,
+	})
+	if err != nil {
+		return out, err
+	}
+	if err := w.Start(); err != nil {
+		return out, err
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			w.Shutdown()
+		}
+	}
+	defer stop()
+
+	client := asynq.NewClientFromRedisClient(rdb)
+	defer client.Close()
+	store := checkpoint.New(rdb)
+	out.Summary, err = jobs.Submit(ctx, jobs.Deps{Store: store, Client: client}, o.Submit)
+	printSummary(o, out.Summary)
+	if err != nil && !(out.Summary.Total > 0 && errors.Is(err, jobs.ErrNothingEnqueued)) {
+		return out, err
+	}
+
+	prog := jobs.NewProgress(o.Stderr, o.TTY)
+	st, waitErr := jobs.Wait(ctx, store, job, 250*time.Millisecond, prog.Update)
+	if waitErr != nil && !errors.Is(waitErr, context.Canceled) {
+		return out, waitErr
+	}
+	out.Interrupted = waitErr != nil
+	stop()
+	if out.Interrupted {
+		// Snapshot after the drain: what finished while stopping counts.
+		if s, err := jobs.Load(context.Background(), store, job); err == nil {
+			st = s
+		}
+	}
+	out.Status = st
+	prog.Finish(st)
+	if err := writeFiles(store, job, out.ResultsFile, out.FailedFile); err != nil {
+		return out, err
+	}
+	fmt.Fprintf(o.Stderr, "wrote %s (%d done) and %s (%d failed)\n", out.ResultsFile, st.Done, out.FailedFile, st.Failed)
+	if out.Interrupted {
+		fmt.Fprintf(o.Stderr, "interrupted: run the same command again to finish; done items are kept in %s\n", out.ResultsFile)
+	}
+	return out, nil
+}
+
+// ExitCode is the process exit code for an outcome, like `status --wait`.
+func (o Outcome) ExitCode() int {
+	if o.Interrupted {
+		return ExitInterrupted
+	}
+	return o.Status.ExitCode()
+}
+
+func printSummary(o Options, s jobs.Summary) {
+	if o.JSON {
+		b, _ := json.Marshal(s)
+		fmt.Fprintln(o.Stdout, string(b))
+		return
+	}
+	jobs.PrintSummary(o.Stderr, s)
+}
+
+// readPrior loads an earlier run's results file: id → result line.
+func readPrior(path string) (map[string][]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read earlier results: %w", err)
+	}
+	defer f.Close()
+	prior := map[string][]byte{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		var r struct {
+			ID *string `json:"id"`
+		}
+		b := sc.Bytes()
+		if len(b) == 0 {
+			continue
+		}
+		if err := json.Unmarshal(b, &r); err != nil || r.ID == nil {
+			return nil, fmt.Errorf("earlier results %s line %d is not a result line; move the file away to start over", path, line)
+		}
+		prior[*r.ID] = append([]byte(nil), b...)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read earlier results %s: %w", path, err)
+	}
+	return prior, nil
+}
+
+// writeFiles exports results and failures next to each other, each through
+// a temporary file renamed into place, so an interruption while writing
+// never leaves a half file that a rerun would trust.
+func writeFiles(store *checkpoint.Store, job, results, failed string) error {
+	ctx := context.Background()
+	if err := writeAtomic(results, func(w io.Writer) error {
+		_, err := jobs.ExportResults(ctx, store, job, w)
+		return err
+	}); err != nil {
+		return err
+	}
+	return writeAtomic(failed, func(w io.Writer) error {
+		_, err := jobs.ExportFailed(ctx, store, job, w)
+		return err
+	})
+}
+
+func writeAtomic(path string, fill func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriter(tmp)
+	if err := fill(bw); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	// CreateTemp makes the file private; results are ordinary files.
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

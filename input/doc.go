@@ -1,0 +1,63 @@
+// Package input turns a batch input file (JSONL or CSV) into accepted
+// tasks.Item values, one at a time, and records every line it rejects with
+// the line number and a message that says what is wrong.
+//
+// # Streaming
+//
+// A Reader never holds the whole input: Next parses one line (JSONL) or one
+// record (CSV) per accepted item. What it keeps grows with the number of
+// distinct ids only: a map from a 16-byte hash of the id to a 16-byte hash
+// of the item's canonical encoding and the line that first used the id,
+// enough to tell "same item again" from "same id, different content". A
+// JSONL line over Options.MaxItemBytes is counted and discarded chunk by
+// chunk, never buffered. encoding/csv reads a whole record before it can be
+// measured, so a CSV record over the limit is held once and then rejected.
+//
+// # Items
+//
+// Every line gives one item or one rejection; nothing valid is lost because
+// of a bad line elsewhere. The fields an item understands are id, prompt,
+// messages, model, max_tokens, temperature, top_p, stop, seed,
+// response_format and metadata; any other field is kept as a template input
+// and in Item.Fields, for the failed-items CSV.
+//
+//   - id is kept verbatim; a JSON number keeps its literal text (1.50 stays
+//     "1.50"). A missing, null or blank id is replaced by Item.DerivedID,
+//     computed on the finished item (template, --system and --json-output
+//     applied), so it is the same on every run and machine.
+//   - prompt becomes one user message; messages are used as given. An item
+//     has exactly one of them, unless Options.Template renders the user
+//     message: then prompt is just another field (the template wins) and an
+//     item with messages is rejected.
+//   - Options.System is prepended as a system message, except to an item
+//     whose own messages already start with one: the item's own system
+//     message is the more specific instruction, and two system messages
+//     would leave the model to guess which one counts.
+//   - JSON null, and in CSV an empty cell, mean "absent" for every field;
+//     Fields keeps such a value as "". Fields holds every input field of
+//     the item, id included only when the input has one.
+//   - A message has role, content (a string: content parts are rejected)
+//     and optionally name; other keys (tool_calls, ...) are rejected rather
+//     than silently dropped.
+//
+// # Duplicates
+//
+// An item whose id was already accepted with identical canonical content
+// (tasks.Item.Canonical) is collapsed and counted in
+// Stats.DuplicatesCollapsed; this covers an exact duplicate of an earlier
+// line, which always parses to the same item. The same id with different
+// content is rejected and the message names the line that first used it.
+// A duplicate of a rejected line is rejected again, so every bad line is
+// reported.
+//
+// # CSV
+//
+// The first non-blank row is the header; its names are trimmed and must be
+// unique and non-empty. Problems that would reject every row (a bad header,
+// no prompt or messages column without a template, a template field that is
+// not a column) stop the read with a *FileError instead. Line numbers are
+// those where a record starts, the header being line 1; a record of one
+// blank cell is a blank line and skipped. The messages, response_format and
+// stop columns may hold JSON text; metadata is JSON text when it parses as
+// JSON, else a string.
+package input

@@ -1,0 +1,444 @@
+package input
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/llmfleet/llmfleet/tasks"
+)
+
+// value is one input field: a raw JSON value (JSONL) or a cell (CSV).
+type value struct {
+	raw   []byte
+	cell  string
+	isCSV bool
+}
+
+// absent reports a value that means "not given": JSON null or an empty or
+// whitespace-only CSV cell.
+func (v value) absent() bool {
+	if v.isCSV {
+		return strings.TrimSpace(v.cell) == ""
+	}
+	return kindOf(v.raw) == "null"
+}
+
+// text is the value as Item.Fields keeps it: a cell or JSON string
+// verbatim, other JSON compact, null as "".
+func (v value) text() string {
+	if v.isCSV {
+		return v.cell
+	}
+	switch kindOf(v.raw) {
+	case "string":
+		return unquote(v.raw)
+	case "null":
+		return ""
+	case "object", "array":
+		var b bytes.Buffer
+		_ = json.Compact(&b, v.raw) // valid JSON
+		return b.String()
+	default:
+		return string(v.raw)
+	}
+}
+
+// show is the value as error messages quote it, shortened.
+func (v value) show() string {
+	s := string(v.raw)
+	if v.isCSV {
+		s = strconv.Quote(v.cell)
+	} else if kindOf(v.raw) == "object" || kindOf(v.raw) == "array" {
+		s = v.text()
+	}
+	const max = 60
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// str returns a string value: a cell, or a JSON string.
+func (v value) str() (string, bool) {
+	if v.isCSV {
+		return v.cell, true
+	}
+	if kindOf(v.raw) != "string" {
+		return "", false
+	}
+	return unquote(v.raw), true
+}
+
+// number returns the text of a numeric value: a trimmed cell or a JSON
+// number.
+func (v value) number() (string, bool) {
+	if v.isCSV {
+		return strings.TrimSpace(v.cell), true
+	}
+	if kindOf(v.raw) != "number" {
+		return "", false
+	}
+	return string(v.raw), true
+}
+
+// fieldSet is an item's input fields in input order.
+type fieldSet struct {
+	names []string
+	vals  []value
+}
+
+func (fs *fieldSet) reset() {
+	fs.names = fs.names[:0]
+	fs.vals = fs.vals[:0]
+}
+
+func (fs *fieldSet) add(name string, v value) {
+	fs.names = append(fs.names, name)
+	fs.vals = append(fs.vals, v)
+}
+
+// get returns the named field unless it is missing or absent.
+func (fs *fieldSet) get(name string) (value, bool) {
+	for i, n := range fs.names {
+		if n == name {
+			return fs.vals[i], !fs.vals[i].absent()
+		}
+	}
+	return value{}, false
+}
+
+func (fs *fieldSet) has(name string) bool { return slices.Contains(fs.names, name) }
+
+// build turns an item's fields into an item, or returns everything wrong
+// with them. data returns the template's input; it is called only when
+// there is a template. The id is left empty when the input has none.
+func (r *Reader) build(fs *fieldSet, data func() (map[string]any, error)) (tasks.Item, string) {
+	var (
+		it   tasks.Item
+		errs []string
+	)
+	fail := func(err error) {
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if v, ok := fs.get("id"); ok {
+		it.ID, ok = parseID(v)
+		if !ok {
+			errs = append(errs, fmt.Sprintf("id must be a string or a number, got %s", kindOf(v.raw)))
+		}
+	}
+
+	prompt, hasPrompt := fs.get("prompt")
+	if s, ok := prompt.str(); ok && strings.TrimSpace(s) == "" {
+		hasPrompt = false
+	}
+	msgs, hasMsgs := fs.get("messages")
+	switch {
+	case r.tmpl != nil && hasMsgs:
+		errs = append(errs, `an item with "messages" cannot use --template`)
+	case r.tmpl != nil:
+		s, err := r.render(fs, data)
+		if err != nil {
+			fail(err)
+		} else {
+			it.Messages = []tasks.Message{{Role: "user", Content: s}}
+		}
+	case hasPrompt && hasMsgs:
+		errs = append(errs, `an item cannot have both "prompt" and "messages"`)
+	case hasPrompt:
+		s, ok := prompt.str()
+		if !ok {
+			errs = append(errs, "prompt must be a string, got "+prompt.show())
+		}
+		it.Messages = []tasks.Message{{Role: "user", Content: s}}
+	case hasMsgs:
+		var err error
+		it.Messages, err = parseMessages(msgs)
+		fail(err)
+	default:
+		errs = append(errs, `missing prompt: an item needs "prompt" or "messages"`)
+	}
+	if r.opts.System != "" && (len(it.Messages) == 0 || it.Messages[0].Role != "system") {
+		it.Messages = append([]tasks.Message{{Role: "system", Content: r.opts.System}}, it.Messages...)
+	}
+
+	if v, ok := fs.get("model"); ok {
+		s, ok := v.str()
+		if !ok {
+			errs = append(errs, "model must be a string, got "+v.show())
+		}
+		it.Model = strings.TrimSpace(s)
+	}
+	if v, ok := fs.get("max_tokens"); ok {
+		n, ok := parseInteger(v)
+		if !ok || n <= 0 || n > math.MaxInt32 {
+			errs = append(errs, "max_tokens must be a positive integer, got "+v.show())
+		}
+		it.MaxTokens = int(n)
+	}
+	if v, ok := fs.get("temperature"); ok {
+		var err error
+		it.Temperature, err = parseRange("temperature", v, 2)
+		fail(err)
+	}
+	if v, ok := fs.get("top_p"); ok {
+		var err error
+		it.TopP, err = parseRange("top_p", v, 1)
+		fail(err)
+	}
+	if v, ok := fs.get("stop"); ok {
+		var err error
+		it.Stop, err = parseStop(v)
+		fail(err)
+	}
+	if v, ok := fs.get("seed"); ok {
+		n, ok := parseInteger(v)
+		if !ok {
+			errs = append(errs, "seed must be an integer, got "+v.show())
+		}
+		seed := int(n)
+		it.Seed = &seed
+	}
+	if v, ok := fs.get("response_format"); ok {
+		var err error
+		it.ResponseFormat, err = parseResponseFormat(v)
+		fail(err)
+	}
+	if r.opts.JSONOutput {
+		it.ResponseFormat = &tasks.ResponseFormat{Type: "json_object"}
+	}
+	if v, ok := fs.get("metadata"); ok {
+		it.Metadata = parseMetadata(v)
+	}
+	if len(errs) > 0 {
+		return tasks.Item{}, strings.Join(errs, "; ")
+	}
+
+	it.Fields = make(map[string]string, len(fs.names))
+	for i, name := range fs.names {
+		it.Fields[name] = fs.vals[i].text()
+	}
+	return it, ""
+}
+
+// parseID returns the id verbatim: a cell, a JSON string, or a JSON
+// number's literal text. A blank id counts as none.
+func parseID(v value) (string, bool) {
+	var id string
+	switch {
+	case v.isCSV:
+		id = v.cell
+	case kindOf(v.raw) == "string":
+		id = unquote(v.raw)
+	case kindOf(v.raw) == "number":
+		id = string(v.raw)
+	default:
+		return "", false
+	}
+	if strings.TrimSpace(id) == "" {
+		return "", true
+	}
+	return id, true
+}
+
+// parseInteger parses a whole number; JSON's 1e3 and 5.0 are whole numbers.
+func parseInteger(v value) (int64, bool) {
+	s, ok := v.number()
+	if !ok {
+		return 0, false
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, true
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) >= 1<<63 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// parseRange parses a number from 0 to hi.
+func parseRange(field string, v value, hi float64) (*float32, error) {
+	s, ok := v.number()
+	f, err := strconv.ParseFloat(s, 64)
+	if !ok || err != nil || !(f >= 0 && f <= hi) {
+		return nil, fmt.Errorf("%s must be a number from 0 to %g, got %s", field, hi, v.show())
+	}
+	f32 := float32(f)
+	return &f32, nil
+}
+
+// asJSON returns the JSON text of a field that takes JSON: the raw value,
+// or a CSV cell that is JSON text starting with one of open. ok is false
+// for a CSV cell that is not such JSON, which the caller reads as text.
+func asJSON(v value, open byte) (raw []byte, ok bool) {
+	if !v.isCSV {
+		return v.raw, true
+	}
+	t := []byte(strings.TrimSpace(v.cell))
+	if len(t) > 0 && t[0] == open && json.Valid(t) {
+		return t, true
+	}
+	return nil, false
+}
+
+var roles = []string{"system", "user", "assistant", "tool", "developer"}
+
+// parseMessages parses OpenAI chat messages with string content.
+func parseMessages(v value) ([]tasks.Message, error) {
+	raw := v.raw
+	if v.isCSV {
+		raw = []byte(strings.TrimSpace(v.cell))
+		if err := json.Unmarshal(raw, new(json.RawMessage)); err != nil {
+			return nil, fmt.Errorf("messages must be a JSON array: malformed JSON: %v", err)
+		}
+	}
+	if kindOf(raw) != "array" {
+		return nil, fmt.Errorf("messages must be an array of {role, content} objects, got %s", kindOf(raw))
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(raw, &elems); err != nil {
+		return nil, fmt.Errorf("messages: %v", err)
+	}
+	if len(elems) == 0 {
+		return nil, fmt.Errorf("messages is empty")
+	}
+	out := make([]tasks.Message, 0, len(elems))
+	for i, e := range elems {
+		if kindOf(e) != "object" {
+			return nil, fmt.Errorf("messages[%d] must be an object, got %s", i, kindOf(e))
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(e, &m); err != nil {
+			return nil, fmt.Errorf("messages[%d]: %v", i, err)
+		}
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if k != "role" && k != "content" && k != "name" {
+				return nil, fmt.Errorf("messages[%d] has unsupported key %q (only role, content and name)", i, k)
+			}
+		}
+		var msg tasks.Message
+		role, ok := m["role"]
+		if !ok || kindOf(role) == "null" {
+			return nil, fmt.Errorf("messages[%d].role is missing", i)
+		}
+		msg.Role, _ = value{raw: role}.str()
+		if !slices.Contains(roles, msg.Role) {
+			return nil, fmt.Errorf("messages[%d].role must be one of %s, got %s", i, strings.Join(roles, ", "), value{raw: role}.show())
+		}
+		content, ok := m["content"]
+		switch {
+		case !ok || kindOf(content) == "null":
+			return nil, fmt.Errorf("messages[%d].content is missing", i)
+		case kindOf(content) == "array":
+			return nil, fmt.Errorf("messages[%d].content must be a string, got array (content parts are not supported)", i)
+		case kindOf(content) != "string":
+			return nil, fmt.Errorf("messages[%d].content must be a string, got %s", i, value{raw: content}.show())
+		}
+		msg.Content = unquote(content)
+		if name, ok := m["name"]; ok && kindOf(name) != "null" {
+			if kindOf(name) != "string" {
+				return nil, fmt.Errorf("messages[%d].name must be a string, got %s", i, value{raw: name}.show())
+			}
+			msg.Name = unquote(name)
+		}
+		out = append(out, msg)
+	}
+	return out, nil
+}
+
+// parseStop parses a stop string or an array of up to 4 strings; in CSV a
+// cell holding a JSON array is the array, any other cell one string.
+func parseStop(v value) ([]string, error) {
+	raw, ok := asJSON(v, '[')
+	if !ok {
+		return []string{v.cell}, nil
+	}
+	bad := fmt.Errorf("stop must be a string or an array of up to 4 strings, got %s", v.show())
+	switch kindOf(raw) {
+	case "string":
+		s := unquote(raw)
+		if s == "" {
+			return nil, nil
+		}
+		return []string{s}, nil
+	case "array":
+	default:
+		return nil, bad
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(raw, &elems); err != nil {
+		return nil, bad
+	}
+	if len(elems) > 4 {
+		return nil, fmt.Errorf("stop must be a string or an array of up to 4 strings, got %d strings", len(elems))
+	}
+	var out []string
+	for i, e := range elems {
+		if kindOf(e) != "string" || unquote(e) == "" {
+			return nil, fmt.Errorf("stop[%d] must be a non-empty string, got %s", i, value{raw: e}.show())
+		}
+		out = append(out, unquote(e))
+	}
+	return out, nil
+}
+
+// parseResponseFormat parses {"type": "text" | "json_object"}; in CSV the
+// cell may also be just the type.
+func parseResponseFormat(v value) (*tasks.ResponseFormat, error) {
+	var typ value
+	raw, ok := asJSON(v, '{')
+	switch {
+	case !ok:
+		typ = value{cell: strings.TrimSpace(v.cell), isCSV: true}
+	case kindOf(raw) != "object":
+		return nil, fmt.Errorf(`response_format must be an object like {"type":"json_object"}, got %s`, v.show())
+	default:
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return nil, fmt.Errorf("response_format: %v", err)
+		}
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if k != "type" {
+				return nil, fmt.Errorf("response_format has unsupported key %q (only type)", k)
+			}
+		}
+		t, ok := m["type"]
+		if !ok || kindOf(t) == "null" {
+			return nil, fmt.Errorf("response_format.type is missing")
+		}
+		typ = value{raw: t}
+	}
+	if s, _ := typ.str(); s == "text" || s == "json_object" {
+		return &tasks.ResponseFormat{Type: s}, nil
+	}
+	return nil, fmt.Errorf(`response_format.type must be "text" or "json_object", got %s`, typ.show())
+}
+
+// parseMetadata returns metadata as compact JSON; a CSV cell that is not
+// JSON becomes a JSON string.
+func parseMetadata(v value) json.RawMessage {
+	raw := v.raw
+	if v.isCSV {
+		raw = []byte(v.cell)
+		if !json.Valid(raw) {
+			b, _ := json.Marshal(v.cell)
+			return b
+		}
+	}
+	var b bytes.Buffer
+	_ = json.Compact(&b, raw) // valid JSON
+	return b.Bytes()
+}

@@ -1,0 +1,155 @@
+// Package testredis starts throwaway redis-server processes for tests.
+//
+// Each Start call runs a fresh redis-server on a free loopback port in a
+// temporary directory, with persistence off, and stops it when the test
+// ends. A server per test keeps asynq's global keys (servers, queues) and
+// our checkpoints from leaking between tests that run in parallel.
+//
+// When redis-server is not installed the test fails with a message that says
+// how to get it (`make test` installs Debian's package): a test that needs
+// Redis never passes silently without it.
+package testredis
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is a running redis-server.
+type Server struct {
+	Addr   string
+	URL    string
+	cmd    *exec.Cmd
+	exited chan error
+}
+
+// Binary returns the redis-server path, or "" when it is not installed.
+func Binary() string {
+	if p := os.Getenv("REDIS_SERVER_BIN"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("redis-server")
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
+// Start runs a new redis-server for the test and returns it once it answers
+// PING. It is stopped (and its directory removed) by t.Cleanup.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin := Binary()
+	if bin == "" {
+		t.Fatal("redis-server not found on PATH: install it (Debian: apt-get install redis-server) or run `make test`, which does")
+	}
+	dir := t.TempDir()
+	var lastErr error
+	for range 5 {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		s, err := start(bin, dir, port)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		t.Cleanup(s.stop)
+		return s
+	}
+	t.Fatalf("start redis-server: %v", lastErr)
+	return nil
+}
+
+func start(bin, dir string, port int) (*Server, error) {
+	args := []string{
+		"--port", strconv.Itoa(port),
+		"--bind", "127.0.0.1",
+		"--dir", dir,
+		"--save", "",
+		"--appendonly", "no",
+		"--daemonize", "no",
+		"--logfile", filepath.Join(dir, fmt.Sprintf("redis-%d.log", port)),
+	}
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s := &Server{Addr: addr, URL: "redis://" + addr + "/0", cmd: cmd}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("redis-server on port %d exited: %v: %s", port, err, tail(filepath.Join(dir, fmt.Sprintf("redis-%d.log", port))))
+		default:
+		}
+		c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := c.Ping(ctx).Err()
+		cancel()
+		_ = c.Close()
+		if err == nil {
+			s.cmd = cmd
+			s.exited = exited
+			return s, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+	return nil, fmt.Errorf("redis-server on port %d did not answer PING within 10s", port)
+}
+
+func (s *Server) stop() {
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+}
+
+// Client returns a go-redis client for the server, closed at test end.
+func (s *Server) Client(t testing.TB) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func tail(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > 5 {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, " | ")
+}

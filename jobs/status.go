@@ -1,0 +1,210 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/llmfleet/llmfleet/checkpoint"
+	"github.com/llmfleet/llmfleet/provider"
+)
+
+// Status is `status --json`: one consistent snapshot of a job.
+type Status struct {
+	Job           string     `json:"job"`
+	State         string     `json:"state"`
+	Total         int64      `json:"total"`
+	Done          int64      `json:"done"`
+	Failed        int64      `json:"failed"`
+	Active        int64      `json:"active"`
+	AwaitingInput int64      `json:"awaiting_input"`
+	Pending       int64      `json:"pending"`
+	Rejected      int64      `json:"rejected"`
+	ProviderCalls int64      `json:"provider_calls"`
+	TokensIn      int64      `json:"tokens_in"`
+	TokensOut     int64      `json:"tokens_out"`
+	Duplicates    int64      `json:"duplicates"`
+	SuccessRate   *float64   `json:"success_rate"`
+	StartedAt     *time.Time `json:"started_at"`
+	FinishedAt    *time.Time `json:"finished_at"`
+	Deadline      *time.Time `json:"deadline,omitempty"`
+}
+
+// NewStatus turns a checkpoint snapshot into the status users see.
+func NewStatus(j checkpoint.Job) Status {
+	s := Status{
+		Job: j.Name, State: string(j.State), Total: j.Total, Done: j.Done, Failed: j.Failed,
+		Active: j.Active, AwaitingInput: j.AwaitingInput, Pending: j.Pending(), Rejected: j.Rejected,
+		ProviderCalls: j.ProviderCalls, TokensIn: j.TokensIn, TokensOut: j.TokensOut, Duplicates: j.Duplicates,
+		StartedAt: timePtr(j.StartedAt), FinishedAt: timePtr(j.FinishedAt), Deadline: timePtr(j.Policy.Deadline),
+	}
+	if n := j.Done + j.Failed; n > 0 {
+		r := float64(j.Done) / float64(n)
+		s.SuccessRate = &r
+	}
+	return s
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// Ended reports whether the job has ended: every item done or failed
+// (items of an expired or cancelled job end failed, those in flight once
+// their call returns), or no item was ever accepted.
+func (s Status) Ended() bool {
+	return s.Done+s.Failed >= s.Total
+}
+
+// Exit codes of `status --wait` and the embedded run.
+const (
+	ExitAllDone    = 0
+	ExitSomeFailed = 4
+	ExitEnded      = 5
+)
+
+// ExitCode is the `status --wait` exit code of an ended job.
+func (s Status) ExitCode() int {
+	switch checkpoint.State(s.State) {
+	case checkpoint.StateExpired, checkpoint.StateCancelled:
+		return ExitEnded
+	}
+	if s.Failed > 0 {
+		return ExitSomeFailed
+	}
+	return ExitAllDone
+}
+
+// Line is a one-line human summary.
+func (s Status) Line() string {
+	return fmt.Sprintf("%s: %s — %d/%d done, %d failed, %d active, %d pending, %d calls",
+		s.Job, s.State, s.Done, s.Total, s.Failed, s.Active, s.Pending, s.ProviderCalls)
+}
+
+// Load returns the job's status.
+func Load(ctx context.Context, store *checkpoint.Store, job string) (Status, error) {
+	j, err := store.Job(ctx, job)
+	if err != nil {
+		return Status{}, err
+	}
+	return NewStatus(j), nil
+}
+
+// Expire fails the pending items of a job whose deadline has passed, so its
+// counts are final without waiting for each task to come round. Workers do
+// the same; both are idempotent.
+func Expire(ctx context.Context, store *checkpoint.Store, job string) error {
+	if err := store.MarkExpired(ctx, job); err != nil {
+		return err
+	}
+	_, err := store.Sweep(ctx, job, checkpoint.Failure{Class: string(provider.Expired), Reason: "job deadline passed"})
+	return err
+}
+
+// Wait polls the job every interval until it ends, calling tick with each
+// snapshot, and returns the last one.
+func Wait(ctx context.Context, store *checkpoint.Store, job string, interval time.Duration, tick func(Status)) (Status, error) {
+	if interval <= 0 {
+		interval = 500 * time.Millisecond
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		s, err := Load(ctx, store, job)
+		if err != nil {
+			return s, err
+		}
+		if s.Pending > 0 {
+			// Pending items of an expired or cancelled job are failed here
+			// too, so the wait does not hang on a retry scheduled far off.
+			var err error
+			switch checkpoint.State(s.State) {
+			case checkpoint.StateExpired:
+				err = Expire(ctx, store, job)
+			case checkpoint.StateCancelled:
+				_, err = store.Sweep(ctx, job, checkpoint.Failure{Class: string(provider.Cancelled), Reason: "job cancelled"})
+			}
+			if err != nil {
+				return s, err
+			}
+			if s, err = Load(ctx, store, job); err != nil {
+				return s, err
+			}
+		}
+		if tick != nil {
+			tick(s)
+		}
+		if s.Ended() {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return s, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Progress shows a job's progress: a live bar on a terminal, a plain line
+// every few seconds otherwise (logs, CI).
+type Progress struct {
+	w        io.Writer
+	tty      bool
+	bar      *progressbar.ProgressBar
+	every    time.Duration
+	lastLine time.Time
+}
+
+// NewProgress returns a Progress writing to w; tty selects the live bar.
+func NewProgress(w io.Writer, tty bool) *Progress {
+	return &Progress{w: w, tty: tty, every: 5 * time.Second}
+}
+
+// Update shows a snapshot.
+func (p *Progress) Update(s Status) {
+	if !p.tty {
+		if time.Since(p.lastLine) >= p.every || s.Ended() {
+			fmt.Fprintln(p.w, s.Line())
+			p.lastLine = time.Now()
+		}
+		return
+	}
+	if p.bar == nil || p.bar.GetMax64() != s.Total {
+		p.bar = progressbar.NewOptions64(s.Total,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("items"),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionClearOnFinish(),
+		)
+	}
+	p.bar.Describe(fmt.Sprintf("%s: %d failed, %d active", s.Job, s.Failed, s.Active))
+	_ = p.bar.Set64(s.Done + s.Failed)
+}
+
+// Finish ends the display and prints the final line.
+func (p *Progress) Finish(s Status) {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+	if p.tty {
+		fmt.Fprintln(p.w, s.Line())
+	}
+}
+
+// ErrNotFound is returned for an unknown job.
+var ErrNotFound = checkpoint.ErrJobNotFound
+
+// IsNotFound reports whether err says the job does not exist.
+func IsNotFound(err error) bool { return errors.Is(err, checkpoint.ErrJobNotFound) }

@@ -1,0 +1,401 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/llmfleet/llmfleet/checkpoint"
+	"github.com/llmfleet/llmfleet/input"
+	"github.com/llmfleet/llmfleet/tasks"
+)
+
+// UsageError is a problem with the command line: exit code 2.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// ErrNothingEnqueued marks a run that enqueued nothing because of its input
+// (empty, every line rejected, --strict with bad lines): exit code 1.
+var ErrNothingEnqueued = errors.New("nothing enqueued")
+
+// SubmitOptions is one `producer run`.
+type SubmitOptions struct {
+	Job       string
+	Input     io.Reader
+	InputName string
+	Format    input.Format
+	// Policy is the policy asked for, defaults filled in.
+	Policy checkpoint.Policy
+	// Changed reports whether the user set a flag explicitly. On a rerun only
+	// explicitly set flags are compared with the stored policy. Nil means
+	// every flag was set.
+	Changed      func(flag string) bool
+	MaxItemBytes int
+	Strict       bool
+	// Concurrency is how many enqueue round trips run at once. Default 16.
+	Concurrency int
+	// Prior holds results of an earlier run (id → result line), recorded as
+	// done instead of enqueued: how the embedded mode resumes from its
+	// results file.
+	Prior map[string][]byte
+}
+
+// Summary is what `run` prints (run --json).
+type Summary struct {
+	Job                 string            `json:"job"`
+	Total               int               `json:"total"`
+	Enqueued            int               `json:"enqueued"`
+	SkippedDone         int               `json:"skipped_done"`
+	SkippedFailed       int               `json:"skipped_failed"`
+	AlreadyQueued       int               `json:"already_queued"`
+	DuplicatesCollapsed int               `json:"duplicates_collapsed"`
+	Rejected            int               `json:"rejected"`
+	RejectedLines       []input.Rejection `json:"rejected_lines"`
+	Created             bool              `json:"created"`
+}
+
+// Deps are the connections a command needs.
+type Deps struct {
+	Store  *checkpoint.Store
+	Client *asynq.Client
+	// Inspector is needed by Delete only.
+	Inspector *asynq.Inspector
+}
+
+// recordBatch is how many items are recorded per checkpoint round trip.
+const recordBatch = 500
+
+// Submit records the input's items in the job (creating it, or checking the
+// flags against its stored policy) and enqueues what is not done, failed or
+// already queued. Items are recorded before they are enqueued, so a crash of
+// the producer loses nothing; the next run enqueues what is missing.
+func Submit(ctx context.Context, d Deps, o SubmitOptions) (Summary, error) {
+	sum := Summary{Job: o.Job, RejectedLines: []input.Rejection{}}
+	if err := checkpoint.ValidateJobName(o.Job); err != nil {
+		return sum, &UsageError{Msg: "--job: " + err.Error()}
+	}
+	if err := ValidatePolicy(o.Policy); err != nil {
+		return sum, err
+	}
+	// Check the input options before the job exists: a bad --template must
+	// not leave a job whose stored policy holds it.
+	if _, err := input.NewReader(strings.NewReader(""), o.InputName, input.Options{
+		Format: o.Format, Template: o.Policy.Template, System: o.Policy.System,
+		JSONOutput: o.Policy.JSONOutput, MaxItemBytes: o.MaxItemBytes,
+	}); err != nil {
+		return sum, &UsageError{Msg: err.Error()}
+	}
+	job, created, err := d.Store.Open(ctx, o.Job, o.Policy)
+	if err != nil {
+		return sum, err
+	}
+	sum.Created = created
+	if created {
+		// A first run that records nothing (empty file, every line bad,
+		// --strict) leaves no job behind, so fixing the file and the flags
+		// starts afresh.
+		defer func() {
+			if j, err := d.Store.Job(context.WithoutCancel(ctx), o.Job); err == nil && j.Total == 0 {
+				_ = d.Store.Delete(context.WithoutCancel(ctx), o.Job)
+				sum.Created = false
+			}
+		}()
+	}
+	pol := job.Policy
+	if !created {
+		if job.State == checkpoint.StateCancelled {
+			return sum, fmt.Errorf("job %q was cancelled: delete it (producer delete --job %s) or use another name", o.Job, o.Job)
+		}
+		merged, err := mergePolicy(job.Policy, o.Policy, o.Changed)
+		if err != nil {
+			return sum, err
+		}
+		if merged != job.Policy {
+			if err := d.Store.UpdatePolicy(ctx, o.Job, merged); err != nil {
+				return sum, err
+			}
+		}
+		pol = merged
+	}
+	opts := input.Options{
+		Format: o.Format, Template: pol.Template, System: pol.System,
+		JSONOutput: pol.JSONOutput, MaxItemBytes: o.MaxItemBytes,
+	}
+	src := o.Input
+	if o.Strict {
+		// --strict: nothing is recorded unless every line is good, so the
+		// input is read twice; a stream is kept in a temporary file.
+		rs, cleanup, err := rewindable(src)
+		if err != nil {
+			return sum, err
+		}
+		defer cleanup()
+		bad, err := check(ctx, d.Store, o.Job, rs, o.InputName, opts)
+		if err != nil {
+			return sum, err
+		}
+		if len(bad) > 0 {
+			sum.Rejected, sum.RejectedLines = len(bad), bad
+			return sum, fmt.Errorf("--strict: %d bad line(s), nothing recorded: %w", len(bad), ErrNothingEnqueued)
+		}
+		if _, err := rs.Seek(0, io.SeekStart); err != nil {
+			return sum, fmt.Errorf("rewind input: %w", err)
+		}
+		src = rs
+	}
+	r, err := input.NewReader(src, o.InputName, opts)
+	if err != nil {
+		return sum, &UsageError{Msg: err.Error()}
+	}
+
+	enq := newEnqueuer(ctx, d.Client, pol, o.Job, o.Concurrency)
+	var conflicts []input.Rejection
+	batch := make([]input.Record, 0, recordBatch)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		defer func() { batch = batch[:0] }()
+		entries := make([]checkpoint.Entry, 0, len(batch))
+		var prior []checkpoint.Entry
+		var priorResults [][]byte
+		for i := range batch {
+			e := checkpoint.Entry{ID: batch[i].Item.ID, Canonical: batch[i].Item.Canonical()}
+			if res, ok := o.Prior[e.ID]; ok {
+				prior = append(prior, e)
+				priorResults = append(priorResults, res)
+				continue
+			}
+			entries = append(entries, e)
+		}
+		if len(prior) > 0 {
+			if err := d.Store.RecordDone(ctx, o.Job, prior, priorResults); err != nil {
+				return err
+			}
+			sum.SkippedDone += len(prior)
+		}
+		out, err := d.Store.Record(ctx, o.Job, entries)
+		if err != nil {
+			return err
+		}
+		j := 0
+		for i := range batch {
+			if _, ok := o.Prior[batch[i].Item.ID]; ok {
+				continue
+			}
+			switch out[j] {
+			case checkpoint.RecordedNew, checkpoint.RecordedPending:
+				enq.add(entries[j].ID)
+			case checkpoint.RecordedActive:
+				sum.AlreadyQueued++
+			case checkpoint.RecordedDone:
+				sum.SkippedDone++
+			case checkpoint.RecordedFailed:
+				sum.SkippedFailed++
+			case checkpoint.RecordedConflict:
+				conflicts = append(conflicts, input.Rejection{Line: batch[i].Line, Error: fmt.Sprintf(
+					"id %q is already in job %q with different content; to change a stored item use `producer replay --job %s --edit FILE`",
+					entries[j].ID, o.Job, o.Job)})
+			}
+			j++
+		}
+		return nil
+	}
+	var readErr error
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+		batch = append(batch, rec)
+		if len(batch) == recordBatch {
+			if err := flush(); err != nil {
+				enq.close()
+				return sum, err
+			}
+		}
+	}
+	if readErr == nil {
+		readErr = flush()
+	}
+	enqueued, already, enqErr := enq.close()
+	sum.Enqueued, sum.AlreadyQueued = enqueued, sum.AlreadyQueued+already
+	st := r.Stats()
+	sum.DuplicatesCollapsed = st.DuplicatesCollapsed
+	rej := append(r.Rejections(), conflicts...)
+	sort.SliceStable(rej, func(a, b int) bool { return rej[a].Line < rej[b].Line })
+	sum.Rejected, sum.RejectedLines = len(rej), rej
+	if rej == nil {
+		sum.RejectedLines = []input.Rejection{}
+	}
+	sum.Total = st.Accepted - len(conflicts)
+	if readErr != nil {
+		var fe *input.FileError
+		switch {
+		case errors.Is(readErr, input.ErrEmpty):
+			return sum, fmt.Errorf("%s: %w: %w", o.InputName, readErr, ErrNothingEnqueued)
+		case errors.As(readErr, &fe):
+			return sum, fmt.Errorf("%s: %w: %w", o.InputName, readErr, ErrNothingEnqueued)
+		}
+		return sum, readErr
+	}
+	if enqErr != nil {
+		return sum, enqErr
+	}
+	if err := d.Store.MergeFields(ctx, o.Job, r.Fields()); err != nil {
+		return sum, err
+	}
+	if err := d.Store.SetRejected(ctx, o.Job, sum.Rejected); err != nil {
+		return sum, err
+	}
+	if sum.Total == 0 && sum.Rejected > 0 {
+		return sum, fmt.Errorf("every line was rejected: %w", ErrNothingEnqueued)
+	}
+	return sum, nil
+}
+
+// ValidatePolicy checks a requested policy; errors name the flag.
+func ValidatePolicy(p checkpoint.Policy) error {
+	switch {
+	case p.MaxAttempts < 1:
+		return &UsageError{Msg: fmt.Sprintf("--max-attempts must be at least 1, got %d", p.MaxAttempts)}
+	case p.BackoffMin < time.Second:
+		return &UsageError{Msg: fmt.Sprintf("--backoff-min must be at least 1s (asynq schedules in whole seconds), got %s", p.BackoffMin)}
+	case p.BackoffMax < p.BackoffMin:
+		return &UsageError{Msg: fmt.Sprintf("--backoff-max (%s) must not be below --backoff-min (%s)", p.BackoffMax, p.BackoffMin)}
+	case p.Timeout < time.Second:
+		return &UsageError{Msg: fmt.Sprintf("--timeout must be at least 1s, got %s", p.Timeout)}
+	case p.Queue == "":
+		return &UsageError{Msg: "--queue must not be empty"}
+	case p.Retention < time.Minute:
+		return &UsageError{Msg: fmt.Sprintf("--retention must be at least 1m, got %s", p.Retention)}
+	}
+	return nil
+}
+
+// mergePolicy applies a rerun's flags to the stored policy: only the deadline
+// and the budgets may change; any other flag set to a different value is a
+// usage error that names it.
+func mergePolicy(stored, asked checkpoint.Policy, changed func(string) bool) (checkpoint.Policy, error) {
+	if changed == nil {
+		changed = func(string) bool { return true }
+	}
+	out := stored
+	fixed := []struct {
+		flag     string
+		differs  bool
+		was, now any
+	}{
+		{"--model", stored.Model != asked.Model, stored.Model, asked.Model},
+		{"--system", stored.System != asked.System, stored.System, asked.System},
+		{"--template", stored.Template != asked.Template, stored.Template, asked.Template},
+		{"--json-output", stored.JSONOutput != asked.JSONOutput, stored.JSONOutput, asked.JSONOutput},
+		{"--queue", stored.Queue != asked.Queue, stored.Queue, asked.Queue},
+		{"--backoff-min", stored.BackoffMin != asked.BackoffMin, stored.BackoffMin, asked.BackoffMin},
+		{"--backoff-max", stored.BackoffMax != asked.BackoffMax, stored.BackoffMax, asked.BackoffMax},
+		{"--timeout", stored.Timeout != asked.Timeout, stored.Timeout, asked.Timeout},
+		{"--retention", stored.Retention != asked.Retention, stored.Retention, asked.Retention},
+	}
+	for _, f := range fixed {
+		if f.differs && changed(f.flag) {
+			return stored, &UsageError{Msg: fmt.Sprintf(
+				"%s %v differs from the job's stored policy (%v); a rerun may change only --deadline, --deadline-in and --max-attempts",
+				f.flag, f.now, f.was)}
+		}
+	}
+	if changed("--max-attempts") {
+		out.MaxAttempts = asked.MaxAttempts
+	}
+	if changed("--deadline") || changed("--deadline-in") {
+		out.Deadline = asked.Deadline
+	}
+	return out, nil
+}
+
+// enqueuer enqueues item tasks with bounded concurrency: asynq enqueues one
+// task per round trip, so parallel round trips are what makes 100k items
+// quick.
+type enqueuer struct {
+	ctx      context.Context
+	client   *asynq.Client
+	job      string
+	opts     []asynq.Option
+	ids      chan string
+	wg       sync.WaitGroup
+	enqueued atomic.Int64
+	already  atomic.Int64
+	mu       sync.Mutex
+	err      error
+}
+
+func newEnqueuer(ctx context.Context, c *asynq.Client, pol checkpoint.Policy, job string, n int) *enqueuer {
+	if n <= 0 {
+		n = 16
+	}
+	e := &enqueuer{ctx: ctx, client: c, job: job, opts: TaskOptions(pol), ids: make(chan string, n*4)}
+	for range n {
+		e.wg.Go(e.loop)
+	}
+	return e
+}
+
+// TaskOptions are the asynq options of a job's item tasks: a safety net
+// only. The handler enforces the attempt timeout and budget itself.
+func TaskOptions(pol checkpoint.Policy) []asynq.Option {
+	return []asynq.Option{
+		asynq.Queue(pol.Queue),
+		asynq.MaxRetry(pol.MaxAttempts + 25),
+		asynq.Timeout(pol.Timeout + 5*time.Minute),
+	}
+}
+
+func (e *enqueuer) loop() {
+	for id := range e.ids {
+		if e.failed() {
+			continue
+		}
+		t, err := tasks.NewItemTask(e.job, id, e.opts...)
+		if err == nil {
+			_, err = e.client.EnqueueContext(e.ctx, t)
+		}
+		switch {
+		case err == nil:
+			e.enqueued.Add(1)
+		case errors.Is(err, asynq.ErrTaskIDConflict):
+			e.already.Add(1)
+		default:
+			e.mu.Lock()
+			if e.err == nil {
+				e.err = fmt.Errorf("enqueue item %q: %w", id, err)
+			}
+			e.mu.Unlock()
+		}
+	}
+}
+
+func (e *enqueuer) failed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err != nil
+}
+
+func (e *enqueuer) add(id string) { e.ids <- id }
+
+func (e *enqueuer) close() (enqueued, already int, err error) {
+	close(e.ids)
+	e.wg.Wait()
+	return int(e.enqueued.Load()), int(e.already.Load()), e.err
+}

@@ -1,0 +1,23 @@
+package jobs
+
+import (
+	"fmt"
+	"io"
+)
+
+// PrintSummary writes a run summary for people: one line of counts, then
+// each rejected line with its reason.
+func PrintSummary(w io.Writer, s Summary) {
+	verb := "resumed"
+	if s.Created {
+		verb = "created"
+	}
+	fmt.Fprintf(w, "job %s %s: %d items — %d enqueued, %d already queued, %d already done, %d failed earlier (use replay), %d duplicate lines collapsed, %d lines rejected\n",
+		s.Job, verb, s.Total, s.Enqueued, s.AlreadyQueued, s.SkippedDone, s.SkippedFailed, s.DuplicatesCollapsed, s.Rejected)
+	if s.Enqueued == 0 && s.Total > 0 {
+		fmt.Fprintln(w, "nothing new to enqueue: every item is done, failed or already queued")
+	}
+	for _, r := range s.RejectedLines {
+		fmt.Fprintf(w, "  line %d: %s\n", r.Line, r.Error)
+	}
+}

@@ -1,0 +1,228 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/llmfleet/llmfleet/tasks"
+)
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL of the OpenAI-compatible API, e.g. "https://api.openai.com/v1".
+	// Empty means OpenAI's.
+	BaseURL string
+	// APIKey is sent as a bearer token; empty sends none (Ollama, vLLM).
+	APIKey string
+	// Concurrency is how many calls may be in flight; it sizes the
+	// connection pool. Zero means 10.
+	Concurrency int
+}
+
+// DefaultBaseURL is OpenAI's API, used when no base URL is configured.
+const DefaultBaseURL = "https://api.openai.com/v1"
+
+// Client makes chat completion calls.
+type Client struct {
+	oa      *openai.Client
+	baseURL string
+	// key is kept only to mask it wherever a provider echoes it back.
+	key string
+}
+
+// NewClient returns a Client. The API key stays inside go-openai's config:
+// it is never logged or returned.
+func NewClient(cfg Config) *Client {
+	n := cfg.Concurrency
+	if n <= 0 {
+		n = 10
+	}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          n * 2,
+		MaxIdleConnsPerHost:   n,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	oc := openai.DefaultConfig(cfg.APIKey)
+	if cfg.BaseURL != "" {
+		oc.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	}
+	// No client-wide timeout: each attempt's context bounds the call.
+	oc.HTTPClient = &capturingDoer{c: &http.Client{Transport: tr}}
+	return &Client{oa: openai.NewClientWithConfig(oc), baseURL: oc.BaseURL, key: cfg.APIKey}
+}
+
+// BaseURL returns the API base URL the client calls.
+func (c *Client) BaseURL() string { return c.baseURL }
+
+// Completion is a successful call's outcome.
+type Completion struct {
+	Content      string
+	Model        string
+	FinishReason string
+	TokensIn     int
+	TokensOut    int
+}
+
+// Complete makes one chat completion call for item, with model as the
+// default when the item names none. Every failure is an *Error.
+func (c *Client) Complete(ctx context.Context, it *tasks.Item, model string) (*Completion, error) {
+	req := Request(it, model)
+	ex := &Exchange{}
+	resp, err := c.oa.CreateChatCompletion(withExchange(ctx, ex), req)
+	if err != nil {
+		exp := ex
+		if ex.Status == 0 {
+			exp = nil
+		}
+		return nil, c.mask(Classify(ctx, err, exp))
+	}
+	if len(resp.Choices) == 0 {
+		if bytes.Contains(ex.Head, []byte(`"error"`)) {
+			return nil, c.mask(&Error{Class: UpstreamInvalid, Status: ex.Status, Message: "2xx answer carries an error: " + bodyReason(ex.Head)})
+		}
+		return nil, &Error{Class: InvalidOutput, Status: ex.Status, Message: "answer has no choices"}
+	}
+	ch := resp.Choices[0]
+	out := &Completion{
+		Content:      ch.Message.Content,
+		Model:        resp.Model,
+		FinishReason: string(ch.FinishReason),
+		TokensIn:     resp.Usage.PromptTokens,
+		TokensOut:    resp.Usage.CompletionTokens,
+	}
+	if out.Model == "" {
+		out.Model = req.Model
+	}
+	if ch.FinishReason == openai.FinishReasonContentFilter {
+		return out, &Error{Class: ContentFilter, Status: ex.Status, Message: "the provider's content filter withheld the answer"}
+	}
+	if strings.TrimSpace(out.Content) == "" {
+		return out, &Error{Class: InvalidOutput, Status: ex.Status, Message: "answer content is empty"}
+	}
+	if it.WantsJSON() && !json.Valid([]byte(out.Content)) {
+		return out, &Error{Class: InvalidOutput, Status: ex.Status, Message: "JSON was asked for but the answer is not valid JSON: " + Scrub(out.Content)}
+	}
+	return out, nil
+}
+
+// mask removes the configured key from a provider's message, whatever its
+// shape (Scrub only knows the common ones).
+func (c *Client) mask(e *Error) *Error {
+	if c.key == "" || len(c.key) < 6 || !strings.Contains(e.Message, c.key) {
+		return e
+	}
+	e.Message = strings.ReplaceAll(e.Message, c.key, "***")
+	e.Err = errors.New(e.Message)
+	return e
+}
+
+// Request builds the go-openai request for an item.
+func Request(it *tasks.Item, model string) openai.ChatCompletionRequest {
+	req := openai.ChatCompletionRequest{
+		Model: model,
+		Stop:  it.Stop,
+		Seed:  it.Seed,
+	}
+	if it.Model != "" {
+		req.Model = it.Model
+	}
+	if reasoningModel(req.Model) {
+		req.MaxCompletionTokens = it.MaxTokens
+	} else {
+		// max_tokens is what every OpenAI-compatible server (vLLM, Ollama,
+		// LiteLLM) understands; OpenAI's reasoning models refuse it.
+		//lint:ignore SA1019 deprecated by OpenAI only for its reasoning models
+		req.MaxTokens = it.MaxTokens
+	}
+	for _, m := range it.Messages {
+		req.Messages = append(req.Messages, openai.ChatCompletionMessage{Role: m.Role, Content: m.Content, Name: m.Name})
+	}
+	if it.Temperature != nil {
+		// go-openai omits a zero temperature; the smallest float keeps an
+		// explicit 0 on the wire.
+		req.Temperature = nonZero(*it.Temperature)
+	}
+	if it.TopP != nil {
+		req.TopP = nonZero(*it.TopP)
+	}
+	if it.ResponseFormat != nil {
+		req.ResponseFormat = &openai.ChatCompletionResponseFormat{Type: openai.ChatCompletionResponseFormatType(it.ResponseFormat.Type)}
+	}
+	return req
+}
+
+// reasoningModel reports OpenAI models that take max_completion_tokens only.
+func reasoningModel(model string) bool {
+	for _, p := range []string{"o1", "o3", "o4", "gpt-5"} {
+		if model == p || strings.HasPrefix(model, p+"-") {
+			return true
+		}
+	}
+	return false
+}
+
+func nonZero(f float32) float32 {
+	if f == 0 {
+		return math.SmallestNonzeroFloat32
+	}
+	return f
+}
+
+type exchangeKey struct{}
+
+func withExchange(ctx context.Context, ex *Exchange) context.Context {
+	return context.WithValue(ctx, exchangeKey{}, ex)
+}
+
+// headBytes is how much of a body is kept for diagnosis.
+const headBytes = 2048
+
+// maxBody bounds a response body: a chat completion is far smaller, and a
+// misbehaving upstream must not exhaust a worker's memory.
+const maxBody = 64 << 20
+
+// capturingDoer records the status, headers and body head of each exchange
+// into the Exchange carried by the request's context, because go-openai
+// drops them from its errors.
+type capturingDoer struct{ c *http.Client }
+
+func (d *capturingDoer) Do(req *http.Request) (*http.Response, error) {
+	resp, err := d.c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	ex, _ := req.Context().Value(exchangeKey{}).(*Exchange)
+	if ex == nil {
+		return resp, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	resp.Body.Close()
+	if err != nil {
+		// A body cut mid-way is a transport failure, not an answer.
+		return nil, fmt.Errorf("read response body: %w", err)
+	}
+	ex.Status = resp.StatusCode
+	ex.Header = resp.Header
+	if len(body) > maxBody {
+		return nil, errors.New("response body over 64 MiB")
+	}
+	ex.Head = body[:min(len(body), headBytes)]
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
+}

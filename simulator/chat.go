@@ -1,0 +1,330 @@
+package simulator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/llmfleet/llmfleet/tasks"
+	"github.com/llmfleet/llmfleet/tokens"
+)
+
+const maxBodyBytes = 16 << 20
+
+// chatRequest is the part of OpenAI's chat completion request the simulator
+// reads; other fields (tools, logprobs, ...) are accepted and ignored.
+type chatRequest struct {
+	Model               string          `json:"model"`
+	Messages            []tasks.Message `json:"messages"`
+	MaxTokens           *int            `json:"max_tokens"`
+	MaxCompletionTokens *int            `json:"max_completion_tokens"`
+	Temperature         *float64        `json:"temperature"`
+	TopP                *float64        `json:"top_p"`
+	Stop                json.RawMessage `json:"stop"`
+	Seed                *int64          `json:"seed"`
+	ResponseFormat      *struct {
+		Type string `json:"type"`
+	} `json:"response_format"`
+	Stream bool `json:"stream"`
+}
+
+// call is a parsed chat completion request.
+type call struct {
+	req     chatRequest
+	id      string
+	created int64
+	key     string // Key of the last user message
+	last    string // the last user message's content
+	counter tokens.Counter
+	prompt  int    // prompt tokens
+	reply   string // the content of a successful reply
+}
+
+type usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+var roles = map[string]bool{"system": true, "developer": true, "user": true, "assistant": true, "tool": true, "function": true}
+
+// parseCall reads and validates a request body; on failure it returns the
+// 400 to send.
+func parseCall(r *http.Request, now time.Time) (*call, *response) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		resp := errInvalidRequest("We could not read the body of your request: "+err.Error(), nil)
+		return nil, &resp
+	}
+	if len(body) > maxBodyBytes {
+		resp := errInvalidRequest(fmt.Sprintf("The request body is larger than %d bytes.", maxBodyBytes), nil)
+		return nil, &resp
+	}
+	c := &call{created: now.Unix()}
+	if err := json.Unmarshal(body, &c.req); err != nil {
+		resp := errInvalidRequest("We could not parse the JSON body of your request. "+
+			"(HINT: This likely means you aren't using your HTTP library correctly. "+
+			"The OpenAI API expects a JSON payload.) "+err.Error(), nil)
+		return nil, &resp
+	}
+	if msg, param := c.req.invalid(); msg != "" {
+		resp := errInvalidRequest(msg, param)
+		return nil, &resp
+	}
+	// The same rule as the worker's, so keys agree across the fleet.
+	c.last = (&tasks.Item{Messages: c.req.Messages}).LastUserContent()
+	c.key = Key(c.last)
+	c.counter = tokens.ForModel(c.req.Model)
+	c.prompt = c.counter.Messages(c.req.Messages)
+	c.reply = ReplyPrefix + c.key
+	if f := c.req.ResponseFormat; f != nil && (f.Type == "json_object" || f.Type == "json_schema") {
+		b, _ := json.Marshal(map[string]string{"reply": c.reply}) // cannot fail
+		c.reply = string(b)
+	}
+	return c, nil
+}
+
+// invalid returns the message and param of the first problem OpenAI would
+// reject the request for, or "".
+func (q *chatRequest) invalid() (msg string, param any) {
+	switch {
+	case q.Model == "":
+		return "you must provide a model parameter", "model"
+	case len(q.Messages) == 0:
+		return "'messages' is a required property and must not be empty", "messages"
+	case q.Stream:
+		return "stream is not supported by the simulator", "stream"
+	case q.MaxTokens != nil && *q.MaxTokens < 1:
+		return fmt.Sprintf("Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got %d instead.", *q.MaxTokens), "max_tokens"
+	case q.MaxCompletionTokens != nil && *q.MaxCompletionTokens < 1:
+		return fmt.Sprintf("Invalid 'max_completion_tokens': integer below minimum value. Expected a value >= 1, but got %d instead.", *q.MaxCompletionTokens), "max_completion_tokens"
+	case q.Temperature != nil && (*q.Temperature < 0 || *q.Temperature > 2):
+		return fmt.Sprintf("Invalid 'temperature': %g is not in [0, 2].", *q.Temperature), "temperature"
+	case q.TopP != nil && (*q.TopP < 0 || *q.TopP > 1):
+		return fmt.Sprintf("Invalid 'top_p': %g is not in [0, 1].", *q.TopP), "top_p"
+	case q.ResponseFormat != nil && !validFormats[q.ResponseFormat.Type]:
+		return fmt.Sprintf("Invalid 'response_format.type': %q is not one of text, json_object, json_schema.", q.ResponseFormat.Type), "response_format.type"
+	}
+	if len(q.Stop) > 0 && string(q.Stop) != "null" {
+		var one string
+		var many []string
+		if json.Unmarshal(q.Stop, &one) != nil && (json.Unmarshal(q.Stop, &many) != nil || len(many) > 4) {
+			return "Invalid 'stop': expected a string or an array of at most 4 strings.", "stop"
+		}
+	}
+	for i, m := range q.Messages {
+		if !roles[m.Role] {
+			return fmt.Sprintf("Invalid value: %q. Supported values are: 'system', 'developer', 'user', 'assistant', 'tool' and 'function'.", m.Role),
+				fmt.Sprintf("messages[%d].role", i)
+		}
+	}
+	return "", nil
+}
+
+var validFormats = map[string]bool{"text": true, "json_object": true, "json_schema": true}
+
+// completion is a 200 chat completion with the given content.
+func (c *call) completion(content string) response {
+	u := usage{PromptTokens: c.prompt, CompletionTokens: c.counter.Text(content)}
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	type message struct {
+		Role    string `json:"role"`
+		Content string `json:"content"`
+	}
+	type choice struct {
+		Index        int     `json:"index"`
+		Message      message `json:"message"`
+		Logprobs     any     `json:"logprobs"`
+		FinishReason string  `json:"finish_reason"`
+	}
+	resp := jsonResponse(http.StatusOK, struct {
+		ID                string   `json:"id"`
+		Object            string   `json:"object"`
+		Created           int64    `json:"created"`
+		Model             string   `json:"model"`
+		Choices           []choice `json:"choices"`
+		Usage             usage    `json:"usage"`
+		SystemFingerprint string   `json:"system_fingerprint"`
+	}{
+		ID:                c.id,
+		Object:            "chat.completion",
+		Created:           c.created,
+		Model:             c.req.Model,
+		Choices:           []choice{{Message: message{Role: "assistant", Content: content}, FinishReason: "stop"}},
+		Usage:             u,
+		SystemFingerprint: "fp_mockllm",
+	})
+	resp.usage = &u
+	return resp
+}
+
+func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
+	now := s.cfg.now()
+	s.mu.Lock()
+	s.stats.Calls++
+	s.mu.Unlock()
+	s.deliver(w, r, s.answer(r, now))
+}
+
+// answer decides the response to a chat completion arriving at now. The
+// order is: auth, request validation, RPM/TPM, context limit, directives,
+// random faults.
+func (s *Server) answer(r *http.Request, now time.Time) response {
+	if !s.authorized(r) {
+		return errInvalidAPIKey()
+	}
+	c, bad := parseCall(r, now)
+	if bad != nil {
+		return *bad
+	}
+	c.id = "chatcmpl-mock" + strconv.FormatUint(s.seq.Add(1), 10)
+
+	cost := c.prompt + c.counter.Text(c.reply)
+	s.mu.Lock()
+	s.stats.ByContent[c.key]++
+	s.stats.TimesByContent[c.key] = append(s.stats.TimesByContent[c.key], now)
+	verdict, wait := s.window.admit(now, cost)
+	s.mu.Unlock()
+	if resp, limited := s.limited(c, verdict, wait, cost); limited {
+		return resp
+	}
+
+	if s.cfg.contextLimit > 0 && c.prompt > s.cfg.contextLimit {
+		return errContextLength(s.cfg.contextLimit, c.prompt)
+	}
+
+	d, err := parseDirectives(c.last)
+	if err != nil {
+		return errInvalidRequest("mockllm: "+err.Error(), "messages")
+	}
+	var code string
+	switch {
+	case d.fail != "":
+		code = d.fail
+	case d.failFirst != "":
+		s.mu.Lock()
+		s.failFirst[c.key]++
+		n := s.failFirst[c.key]
+		s.mu.Unlock()
+		if n <= d.failFirstN {
+			code = d.failFirst
+		}
+	default:
+		// Only calls without #fail or #fail-first draw a random fault, so
+		// those directives stay deterministic.
+		s.mu.Lock()
+		code = s.faults.pick(s.rng.Float64())
+		s.mu.Unlock()
+	}
+	if code == "" {
+		return c.completion(c.reply)
+	}
+	retryAfter := s.cfg.retryAfter
+	if d.hasRetryAfter {
+		retryAfter = d.retryAfter
+	}
+	return faultResponse(code, c, retryAfter)
+}
+
+// limited returns the 429 of a call the RPM/TPM window did not admit.
+func (s *Server) limited(c *call, v verdict, wait time.Duration, cost int) (response, bool) {
+	secs := max(int((wait+time.Second-1)/time.Second), 1, s.cfg.retryAfter)
+	switch v {
+	case overRPM:
+		return errRateLimit("requests", fmt.Sprintf(
+			"Rate limit reached for %s on requests per min (RPM): Limit %d. Please try again in %ds.",
+			c.req.Model, s.cfg.rpm, secs), secs), true
+	case overTPM:
+		resp := errRateLimit("tokens", fmt.Sprintf(
+			"Rate limit reached for %s on tokens per min (TPM): Limit %d, Requested %d. Please try again in %ds.",
+			c.req.Model, s.cfg.tpm, cost, secs), secs)
+		resp.header["x-ratelimit-reset-tokens"] = strconv.Itoa(secs) + "s"
+		return resp, true
+	case tooLarge:
+		return errorResponse(http.StatusTooManyRequests, "tokens", "rate_limit_exceeded", nil, fmt.Sprintf(
+			"Request too large for %s on tokens per min (TPM): Limit %d, Requested %d. "+
+				"The input or output tokens must be reduced in order to run successfully.",
+			c.req.Model, s.cfg.tpm, cost)), true
+	}
+	return response{}, false
+}
+
+// deliver records the outcome, applies latency and sends resp. Stats are
+// recorded before the response is written, so a client that has its answer
+// sees it counted.
+func (s *Server) deliver(w http.ResponseWriter, r *http.Request, resp response) {
+	if resp.hold {
+		s.record(CodeTimeout, nil)
+		select {
+		case <-r.Context().Done():
+		case <-s.closed:
+		}
+		panic(http.ErrAbortHandler) // end the request without a response
+	}
+	if !s.sleep(r.Context()) {
+		s.record("canceled", nil)
+		panic(http.ErrAbortHandler)
+	}
+	if resp.reset {
+		s.record(CodeReset, nil)
+		resetConn(w)
+		return
+	}
+	s.record(strconv.Itoa(resp.status), resp.usage)
+	resp.write(w)
+}
+
+func (s *Server) record(status string, u *usage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.ByStatus[status]++
+	if u != nil {
+		s.stats.TokensIn += u.PromptTokens
+		s.stats.TokensOut += u.CompletionTokens
+	}
+}
+
+// sleep waits for one simulated latency; false means the client gave up or
+// the server was closed meanwhile.
+func (s *Server) sleep(ctx context.Context) bool {
+	lo, hi := s.cfg.latMin, s.cfg.latMax
+	d := lo
+	if hi > lo {
+		s.mu.Lock()
+		d += time.Duration(s.rng.Int64N(int64(hi-lo) + 1))
+		s.mu.Unlock()
+	}
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.closed:
+		return false
+	}
+}
+
+// resetConn closes the client's connection without a response, with a TCP
+// RST where possible (what a crashing proxy looks like to a client).
+func resetConn(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// HTTP/2 or a wrapped writer: aborting the handler resets the
+		// stream instead.
+		panic(http.ErrAbortHandler)
+	}
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		_ = tcp.SetLinger(0)
+	}
+	_ = conn.Close()
+}

@@ -1,0 +1,121 @@
+// Package simulator is an OpenAI-compatible chat completion server that
+// injects faults on demand: the provider of llmfleet's demo, tests,
+// benchmarks and compose setup. cmd/mockllm serves it; the embedded mode and
+// tests run it in-process with Start (on "127.0.0.1:0" for a free port) or
+// mount a Server as an http.Handler.
+//
+// # Endpoints
+//
+//   - POST /v1/chat/completions: OpenAI's request and chat.completion
+//     response; usage is counted with package tokens for the requested
+//     model (prompt with the chat message formula, completion as the
+//     reply's text). The reply is "mock:" + Key(last user message), or
+//     {"reply":"mock:<key>"} when response_format asks for json_object or
+//     json_schema. finish_reason is always "stop"; max_tokens and stop are
+//     validated but do not cut the reply. stream is rejected. Invalid JSON,
+//     a missing model, no messages or out-of-range options get OpenAI's 400
+//     invalid_request_error.
+//   - GET /v1/models: OpenAI's list format (gpt-4o-mini, gpt-4o,
+//     gpt-4.1-mini, mock); any model is accepted by chat completions.
+//   - GET /admin/stats (?times=1 adds times_by_content), GET and PUT
+//     /admin/faults (the body in ParseFaults syntax; empty clears, a bad
+//     entry is a 400 naming it), POST /admin/reset (see Server.Reset),
+//     GET /healthz. Admin endpoints need no API key.
+//
+// With Config.APIKey set, /v1/ endpoints need "Authorization: Bearer KEY"
+// and answer 401 invalid_api_key otherwise.
+//
+// # Directives
+//
+// Directives in the last user message force a behaviour for that content,
+// deterministically:
+//
+//   - #fail:CODE answers every call with CODE.
+//   - #fail-first:N:CODE answers the first N calls for this content (counted
+//     per Key, from start or the last reset) with CODE, then succeeds.
+//   - #retry-after:S sets the Retry-After of a #fail 429 or a random 429.
+//
+// A call carrying #fail or #fail-first is never given a random fault, so
+// "#fail-first:2:500" is exactly two 500s then successes. An unknown code or
+// a malformed directive is a 400 invalid_request_error naming it, so a typo
+// is visible. Error bodies are OpenAI's {"error":{"message","type","param",
+// "code"}}; null code and param where OpenAI sends null.
+//
+//	CODE      status  response
+//	400       400     type invalid_request_error, code null
+//	401       401     type invalid_request_error, code invalid_api_key
+//	403       403     type permission_error, code permission_denied
+//	404       404     type invalid_request_error, code model_not_found, param model
+//	429       429     type requests, code rate_limit_exceeded,
+//	                  Retry-After: S, x-ratelimit-reset-requests: Ss
+//	quota     429     type and code insufficient_quota, no Retry-After
+//	500       500     type server_error
+//	502       502     type server_error, JSON body
+//	503       503     type server_error, "Service Unavailable."
+//	504       504     type server_error
+//	529       529     type overloaded_error (Anthropic's overload), JSON body
+//	html502   502     nginx's HTML "502 Bad Gateway" page, text/html
+//	overflow  400     code context_length_exceeded, OpenAI's message with
+//	                  limit = half the prompt tokens, and the prompt tokens
+//	filter    400     code content_filter, param prompt, content policy message
+//	badjson   200     a chat completion whose content is "mock:<key> not json",
+//	                  even when JSON was asked
+//	empty     200     a chat completion with empty content
+//	html200   200     an HTML sign-in page, text/html
+//	timeout   -       no answer: held until the client gives up or the
+//	                  server is closed, then the connection is dropped
+//	reset     -       the connection is closed (TCP RST) without a response
+//
+// DESIGN.md names 400 401 404 429 500 503 529 html502 and timeout; 403,
+// 502, 504, quota, overflow, filter, badjson, empty, html200 and reset are
+// extensions. Each code is also valid in the random fault mix.
+//
+// # Random faults
+//
+// Config.Faults (and PUT /admin/faults, SetFaults) is a mix such as
+// "429=0.05,500=0.02,timeout=0.01": each call without a #fail or #fail-first
+// directive draws one fault, or none, from one seeded generator, so a run is
+// reproducible for a given Seed and call order.
+//
+// # Limits
+//
+// Checks run in this order, and the first that fails answers: API key,
+// request validity, RPM/TPM, ContextLimit, directives, random faults.
+// Latency (Config.Latency) delays every answer, errors included, except
+// timeout; a client that gives up during it is counted as "canceled".
+//
+// RPM and TPM are enforced over a sliding 60 s window of admitted calls,
+// those that passed the check, whatever their outcome afterwards (a
+// #fail:500 call spends the budget as a real one would). A call's TPM cost
+// is its prompt tokens plus the completion tokens of its success reply; the
+// reply is known before answering, so the charge is exact and max_tokens is
+// not reserved. A call over a limit gets a 429 rate_limit_exceeded (type
+// "requests" for RPM, "tokens" for TPM) whose Retry-After is the whole
+// seconds, rounded up, until enough of the window has expired for it to
+// pass, at least 1 and at least Config.RetryAfter. A call whose cost alone
+// exceeds TPM gets OpenAI's 429 "Request too large" without Retry-After.
+// Rejected calls are not charged.
+//
+// ContextLimit answers a prompt of more tokens than the limit with 400
+// context_length_exceeded and OpenAI's message: "This model's maximum
+// context length is L tokens. However, your messages resulted in M tokens.
+// Please reduce the length of the messages."
+//
+// # Stats
+//
+// Stats (and GET /admin/stats) count calls, outcomes by status, calls by
+// reply key, and tokens of successful calls; see Stats. Outcomes are
+// recorded before the response is written, so a client that has its answer
+// finds it counted. Stats and arrival times grow with every call until a
+// reset; the simulator is for tests and demos, not for weeks of traffic.
+//
+// # Embedding
+//
+// Calls that end without a response (timeout, reset, and clients that give
+// up during latency) abort their handler with http.ErrAbortHandler, the
+// net/http way to drop a request; a middleware that recovers panics must
+// let it through. Server.Close releases held calls; Running (from Start)
+// also stops the listener and waits for its goroutines.
+//
+// The simulator logs nothing; request bodies are never logged.
+package simulator

@@ -1,0 +1,62 @@
+package worker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the worker's Prometheus metrics. They live on a registry of
+// their own (no global state), served by the worker's /metrics.
+type Metrics struct {
+	calls       *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	items       *prometheus.CounterVec
+	skipped     prometheus.Counter
+	duplicates  prometheus.Counter
+	callSeconds prometheus.Histogram
+
+	waits              *prometheus.CounterVec
+	breakerTransitions *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them on reg when it is not nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llmfleet_provider_calls_total",
+			Help: "Provider calls by outcome: ok or the failure class.",
+		}, []string{"outcome"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llmfleet_retries_total",
+			Help: "Attempts that failed and were scheduled again, by class.",
+		}, []string{"class"}),
+		items: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llmfleet_items_total",
+			Help: "Items finished by this worker, by final status (done, failed).",
+		}, []string{"status"}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "llmfleet_tasks_skipped_total",
+			Help: "Tasks whose item was already finished when they ran.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "llmfleet_duplicate_results_total",
+			Help: "Second results for an item that was already done (dropped).",
+		}),
+		callSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "llmfleet_provider_call_seconds",
+			Help:    "Provider call latency.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}),
+		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llmfleet_waits_total",
+			Help: "Tasks delayed without spending an attempt, by what they wait for (breaker, limiter).",
+		}, []string{"for"}),
+		breakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llmfleet_breaker_transitions_total",
+			Help: "Breaker transitions made by this worker, by new state (each is made by one worker fleet-wide).",
+		}, []string{"to"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.calls, m.retries, m.items, m.skipped, m.duplicates, m.callSeconds, m.waits, m.breakerTransitions)
+	}
+	return m
+}
