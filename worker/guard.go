@@ -1,0 +1,194 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/llmfleet/llmfleet/breaker"
+	"github.com/llmfleet/llmfleet/provider"
+	"github.com/llmfleet/llmfleet/ratelimit"
+	"github.com/llmfleet/llmfleet/tasks"
+	"github.com/llmfleet/llmfleet/tokens"
+)
+
+// guard is the fleet-wide protection in front of every call: the provider
+// key's rate limiter and the endpoint's circuit breaker, both in Redis.
+type guard struct {
+	rdb      redis.UniversalClient
+	baseURL  string
+	settings breaker.Settings
+	noBreak  bool
+	limiter  *ratelimit.Limiter
+	log      *slog.Logger
+	metrics  *Metrics
+
+	mu       sync.Mutex
+	breakers map[string]*breaker.Breaker
+}
+
+// maxInlineWait is the longest limiter wait spent sleeping in the handler;
+// longer waits re-schedule the task (without spending an attempt).
+const maxInlineWait = 2 * time.Second
+
+// defaultCompletionTokens is reserved for an item without max_tokens.
+const defaultCompletionTokens = 256
+
+// pass is what admit let through: the limiter reservation and the breaker
+// decision, settled after the call.
+type pass struct {
+	breaker  *breaker.Breaker
+	decision breaker.Decision
+	reserved ratelimit.Reservation
+	limited  bool
+	prompt   int
+}
+
+func (g *guard) breakerFor(model string) *breaker.Breaker {
+	if g.rdb == nil || g.noBreak {
+		return nil
+	}
+	ep := breaker.Endpoint(g.baseURL, model)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b, ok := g.breakers[ep]
+	if !ok {
+		b = breaker.New(g.rdb, ep, g.settings)
+		g.breakers[ep] = b
+	}
+	return b
+}
+
+// admit waits for the rate limiter (briefly, in the handler) and asks the
+// breaker. A positive wait means the call may not start now: the task is
+// delayed by that much and spends nothing.
+func (g *guard) admit(ctx context.Context, a *attempt, it *tasks.Item, model string, timeout time.Duration) (pass, time.Duration, error) {
+	p := pass{breaker: g.breakerFor(model)}
+	if g.limiter != nil && g.limiter.Enabled() {
+		p.prompt = tokens.ForModel(model).Messages(it.Messages)
+		want := p.prompt + defaultCompletionTokens
+		if it.MaxTokens > 0 {
+			want = p.prompt + it.MaxTokens
+		}
+		waited := time.Duration(0)
+		for {
+			r, wait, err := g.limiter.Reserve(ctx, want)
+			if err != nil {
+				return p, 0, err
+			}
+			if wait <= 0 {
+				p.reserved, p.limited = r, true
+				break
+			}
+			if wait > maxInlineWait || waited+wait > 4*maxInlineWait {
+				g.metrics.waits.WithLabelValues("limiter").Inc()
+				return p, jitter(wait), nil
+			}
+			select {
+			case <-ctx.Done():
+				return p, 0, ctx.Err()
+			case <-time.After(wait):
+			}
+			waited += wait
+		}
+	}
+	if p.breaker != nil {
+		d, err := p.breaker.Allow(ctx, timeout+30*time.Second)
+		if err != nil {
+			g.giveBack(context.WithoutCancel(ctx), p)
+			return p, 0, err
+		}
+		g.logTransition(a, p.breaker, d.Transition)
+		if !d.Allowed {
+			g.giveBack(context.WithoutCancel(ctx), p)
+			g.metrics.waits.WithLabelValues("breaker").Inc()
+			return p, jitter(d.Wait), nil
+		}
+		p.decision = d
+	}
+	return p, 0, nil
+}
+
+// jitter spreads delayed tasks so they do not all come back at once.
+func jitter(d time.Duration) time.Duration {
+	extra := min(d/5, 10*time.Second)
+	if extra < 500*time.Millisecond {
+		extra = 500 * time.Millisecond
+	}
+	return d + time.Duration(mrand.Int64N(int64(extra)))
+}
+
+func (g *guard) giveBack(ctx context.Context, p pass) {
+	if p.limited {
+		if err := g.limiter.Cancel(ctx, p.reserved); err != nil {
+			g.log.Warn("rate limiter: give back a reservation", "err", err)
+		}
+	}
+}
+
+// abandon undoes a pass whose call did not happen or got no verdict.
+func (g *guard) abandon(ctx context.Context, a *attempt, p pass) {
+	g.giveBack(ctx, p)
+	if p.breaker != nil && p.decision.Probe {
+		if _, err := p.breaker.Report(ctx, p.decision, breaker.Abandoned, a.job+"/"+a.id); err != nil {
+			g.log.Warn("breaker: free a probe slot", "err", err)
+		}
+	}
+}
+
+// settle reports a call's outcome to the limiter and the breaker.
+func (g *guard) settle(ctx context.Context, a *attempt, p pass, comp *provider.Completion, pe *provider.Error) {
+	if p.limited {
+		used := 0
+		switch {
+		case pe == nil && comp != nil:
+			used = comp.TokensIn + comp.TokensOut
+		case pe != nil && pe.Status != 0 && pe.Status != 429:
+			// The provider read the prompt even though the call failed.
+			used = p.prompt
+		}
+		if err := g.limiter.Settle(ctx, p.reserved, used); err != nil {
+			g.log.Warn("rate limiter: settle", "err", err)
+		}
+	}
+	if pe != nil && pe.Class == provider.RateLimited && pe.RetryAfter > 0 && g.limiter != nil {
+		// A 429's Retry-After holds back the whole fleet, not only us.
+		if err := g.limiter.Hold(ctx, pe.RetryAfter); err != nil {
+			g.log.Warn("rate limiter: hold", "err", err)
+		}
+	}
+	if p.breaker == nil {
+		return
+	}
+	o := breaker.Neutral
+	switch {
+	case pe == nil:
+		o = breaker.Success
+	case pe.Class == provider.RateLimited:
+		o = breaker.RateLimited
+	case pe.Class.FeedsBreaker():
+		o = breaker.Failure
+	case pe.Class == provider.Expired || pe.Class == provider.Cancelled:
+		o = breaker.Abandoned
+	}
+	tr, err := p.breaker.Report(ctx, p.decision, o, a.job+"/"+a.id)
+	if err != nil {
+		g.log.Warn("breaker: report", "err", err)
+		return
+	}
+	g.logTransition(a, p.breaker, tr)
+}
+
+// logTransition logs a transition this worker made: each one is made by
+// exactly one script run, so it is logged once fleet-wide.
+func (g *guard) logTransition(a *attempt, b *breaker.Breaker, tr *breaker.Transition) {
+	if tr == nil {
+		return
+	}
+	g.metrics.breakerTransitions.WithLabelValues(tr.To).Inc()
+	g.log.Warn("circuit breaker "+tr.To, "endpoint", b.Endpoint(), "from", tr.From, "reason", tr.Reason, "job", a.job)
+}
