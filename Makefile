@@ -2,7 +2,7 @@
 
 GO        ?= go
 PKGS      ?= ./...
-TESTFLAGS ?= -race -count=1 -timeout 25m
+TESTFLAGS ?= -race -count=1 -timeout 25m -parallel 4
 STATICCHECK_VERSION ?= v0.8.2
 
 .DEFAULT_GOAL := help

@@ -9,6 +9,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/llmfleet/llmfleet/breaker"
 	"github.com/llmfleet/llmfleet/checkpoint"
 	"github.com/llmfleet/llmfleet/provider"
 )
@@ -29,6 +30,14 @@ type Status struct {
 	TokensOut     int64      `json:"tokens_out"`
 	Duplicates    int64      `json:"duplicates"`
 	SuccessRate   *float64   `json:"success_rate"`
+	// Breaker is the state of the fleet-wide breaker guarding the job's
+	// calls: closed, open or half-open.
+	Breaker string `json:"breaker"`
+	// BreakerUntil is when an open breaker lets probes through.
+	BreakerUntil *time.Time `json:"breaker_until,omitempty"`
+	// BreakerTransitions are its recent transitions, newest first, so one
+	// that happened between two looks is still seen.
+	BreakerTransitions []breaker.Transition `json:"breaker_transitions"`
 	StartedAt     *time.Time `json:"started_at"`
 	FinishedAt    *time.Time `json:"finished_at"`
 	Deadline      *time.Time `json:"deadline,omitempty"`
@@ -41,6 +50,8 @@ func NewStatus(j checkpoint.Job) Status {
 		Active: j.Active, AwaitingInput: j.AwaitingInput, Pending: j.Pending(), Rejected: j.Rejected,
 		ProviderCalls: j.ProviderCalls, TokensIn: j.TokensIn, TokensOut: j.TokensOut, Duplicates: j.Duplicates,
 		StartedAt: timePtr(j.StartedAt), FinishedAt: timePtr(j.FinishedAt), Deadline: timePtr(j.Policy.Deadline),
+		// No call made yet: the breaker of any endpoint starts closed.
+		Breaker: "closed",
 	}
 	if n := j.Done + j.Failed; n > 0 {
 		r := float64(j.Done) / float64(n)
@@ -85,17 +96,37 @@ func (s Status) ExitCode() int {
 
 // Line is a one-line human summary.
 func (s Status) Line() string {
-	return fmt.Sprintf("%s: %s — %d/%d done, %d failed, %d active, %d pending, %d calls",
+	line := fmt.Sprintf("%s: %s — %d/%d done, %d failed, %d active, %d pending, %d calls",
 		s.Job, s.State, s.Done, s.Total, s.Failed, s.Active, s.Pending, s.ProviderCalls)
+	if s.Breaker != "" && s.Breaker != "closed" {
+		line += ", breaker " + s.Breaker
+	}
+	return line
 }
 
-// Load returns the job's status.
+// maxShownTransitions bounds the breaker transitions status shows.
+const maxShownTransitions = 20
+
+// Load returns the job's status, with the state of its breaker.
 func Load(ctx context.Context, store *checkpoint.Store, job string) (Status, error) {
 	j, err := store.Job(ctx, job)
 	if err != nil {
 		return Status{}, err
 	}
-	return NewStatus(j), nil
+	s := NewStatus(j)
+	if j.Endpoint != "" {
+		b, err := breaker.Read(ctx, store.Client(), j.Endpoint)
+		if err != nil {
+			return s, err
+		}
+		s.Breaker = b.StateName()
+		s.BreakerUntil = timePtr(b.Until)
+		s.BreakerTransitions = b.Transitions[:min(len(b.Transitions), maxShownTransitions)]
+	}
+	if s.BreakerTransitions == nil {
+		s.BreakerTransitions = []breaker.Transition{}
+	}
+	return s, nil
 }
 
 // Expire fails the pending items of a job whose deadline has passed, so its
@@ -189,7 +220,7 @@ func (p *Progress) Update(s Status) {
 			progressbar.OptionClearOnFinish(),
 		)
 	}
-	p.bar.Describe(fmt.Sprintf("%s: %d failed, %d active", s.Job, s.Failed, s.Active))
+	p.bar.Describe(fmt.Sprintf("%s: %d failed, %d active, breaker %s", s.Job, s.Failed, s.Active, s.Breaker))
 	_ = p.bar.Set64(s.Done + s.Failed)
 }
 

@@ -78,8 +78,9 @@ func New(rdb redis.UniversalClient, providerKey string, lim Limits) *Limiter {
 	return l
 }
 
-// Enabled reports whether any limit is set.
-func (l *Limiter) Enabled() bool { return l.lim.RPM > 0 || l.lim.TPM > 0 }
+// CountsTokens reports whether a TPM limit is set, so reservations need a
+// token estimate.
+func (l *Limiter) CountsTokens() bool { return l.lim.TPM > 0 }
 
 // Reservation is what a successful Reserve took.
 type Reservation struct {

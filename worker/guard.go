@@ -68,11 +68,15 @@ func (g *guard) breakerFor(model string) *breaker.Breaker {
 // delayed by that much and spends nothing.
 func (g *guard) admit(ctx context.Context, a *attempt, it *tasks.Item, model string, timeout time.Duration) (pass, time.Duration, error) {
 	p := pass{breaker: g.breakerFor(model)}
-	if g.limiter != nil && g.limiter.Enabled() {
-		p.prompt = tokens.ForModel(model).Messages(it.Messages)
-		want := p.prompt + defaultCompletionTokens
-		if it.MaxTokens > 0 {
-			want = p.prompt + it.MaxTokens
+	a.noteEndpoint(ctx, p)
+	if g.limiter != nil {
+		want := 0
+		if g.limiter.CountsTokens() {
+			p.prompt = tokens.ForModel(model).Messages(it.Messages)
+			want = p.prompt + defaultCompletionTokens
+			if it.MaxTokens > 0 {
+				want = p.prompt + it.MaxTokens
+			}
 		}
 		waited := time.Duration(0)
 		for {

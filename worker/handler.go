@@ -207,7 +207,6 @@ func (a *attempt) run(ctx context.Context) error {
 	case err != nil:
 		return a.release(ctx, err, nil)
 	}
-	a.noteEndpoint(ctx, pass)
 
 	callCtx, cancel := attemptContext(ctx, pol, now)
 	start := h.now()

@@ -161,9 +161,9 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 		rdb: rdb, baseURL: base, settings: cfg.Breaker, noBreak: cfg.NoBreaker,
 		log: cfg.Logger, metrics: m, breakers: map[string]*breaker.Breaker{},
 	}
-	if cfg.RPM > 0 || cfg.TPM > 0 {
-		g.limiter = ratelimit.New(rdb, ratelimit.ProviderKey(base, cfg.Provider.APIKey), ratelimit.Limits{RPM: cfg.RPM, TPM: cfg.TPM})
-	}
+	// Even without RPM/TPM limits the limiter keeps the fleet-wide hold that
+	// a 429's Retry-After sets.
+	g.limiter = ratelimit.New(rdb, ratelimit.ProviderKey(base, cfg.Provider.APIKey), ratelimit.Limits{RPM: cfg.RPM, TPM: cfg.TPM})
 	h := NewHandler(checkpoint.New(rdb), completer, cfg.Logger, m, g)
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
