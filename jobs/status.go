@@ -16,20 +16,20 @@ import (
 
 // Status is `status --json`: one consistent snapshot of a job.
 type Status struct {
-	Job           string     `json:"job"`
-	State         string     `json:"state"`
-	Total         int64      `json:"total"`
-	Done          int64      `json:"done"`
-	Failed        int64      `json:"failed"`
-	Active        int64      `json:"active"`
-	AwaitingInput int64      `json:"awaiting_input"`
-	Pending       int64      `json:"pending"`
-	Rejected      int64      `json:"rejected"`
-	ProviderCalls int64      `json:"provider_calls"`
-	TokensIn      int64      `json:"tokens_in"`
-	TokensOut     int64      `json:"tokens_out"`
-	Duplicates    int64      `json:"duplicates"`
-	SuccessRate   *float64   `json:"success_rate"`
+	Job           string   `json:"job"`
+	State         string   `json:"state"`
+	Total         int64    `json:"total"`
+	Done          int64    `json:"done"`
+	Failed        int64    `json:"failed"`
+	Active        int64    `json:"active"`
+	AwaitingInput int64    `json:"awaiting_input"`
+	Pending       int64    `json:"pending"`
+	Rejected      int64    `json:"rejected"`
+	ProviderCalls int64    `json:"provider_calls"`
+	TokensIn      int64    `json:"tokens_in"`
+	TokensOut     int64    `json:"tokens_out"`
+	Duplicates    int64    `json:"duplicates"`
+	SuccessRate   *float64 `json:"success_rate"`
 	// Breaker is the state of the fleet-wide breaker guarding the job's
 	// calls: closed, open or half-open.
 	Breaker string `json:"breaker"`
@@ -38,9 +38,9 @@ type Status struct {
 	// BreakerTransitions are its recent transitions, newest first, so one
 	// that happened between two looks is still seen.
 	BreakerTransitions []breaker.Transition `json:"breaker_transitions"`
-	StartedAt     *time.Time `json:"started_at"`
-	FinishedAt    *time.Time `json:"finished_at"`
-	Deadline      *time.Time `json:"deadline,omitempty"`
+	StartedAt          *time.Time           `json:"started_at"`
+	FinishedAt         *time.Time           `json:"finished_at"`
+	Deadline           *time.Time           `json:"deadline,omitempty"`
 }
 
 // NewStatus turns a checkpoint snapshot into the status users see.
