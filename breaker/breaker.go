@@ -125,7 +125,7 @@ func (s Settings) Validate() error {
 	return nil
 }
 
-var versionSuffix = regexp.MustCompile(`(-\d{4}-\d{2}-\d{2}|-\d{4}|-latest|-preview)+$`)
+var versionSuffix = regexp.MustCompile(`(-\d{4}-\d{2}-\d{2}|-\d{8}|-\d{4}|-latest|-preview)+$`)
 
 // Family returns a model's family: its name without a date or version
 // suffix.

@@ -3,8 +3,8 @@ package breaker
 import "github.com/redis/go-redis/v9"
 
 // KEYS (checkpoint.BreakerKeys): 1 state hash, 2 failed items (zset, score =
-// time), 3 succeeded items, 4 rate-limited items, 5 streak (set of items
-// failing in a row), 6 probe leases (zset, score = lease end), 7 transition
+// time), 3 succeeded items, 4 rate-limited items, 5 streak (zset of items
+// failing in a row, within the window), 6 probe leases (zset, score = lease end), 7 transition
 // log (list, newest first). Times are Unix milliseconds from the caller.
 
 const luaTransition = `
@@ -74,7 +74,7 @@ if st == 'open' then return '' end
 
 -- closed: record the outcome per distinct item over the window.
 local edge = now - tonumber(ARGV[5])
-for i = 2, 4 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', edge) end
+for i = 2, 5 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', edge) end
 if outcome == 'ok' then
   redis.call('ZADD', KEYS[3], now, item)
   redis.call('ZREM', KEYS[2], item)
@@ -82,7 +82,7 @@ if outcome == 'ok' then
 elseif outcome == 'fail' then
   redis.call('ZADD', KEYS[2], now, item)
   redis.call('ZREM', KEYS[3], item)
-  redis.call('SADD', KEYS[5], item)
+  redis.call('ZADD', KEYS[5], now, item)
 elseif outcome == 'rl' then
   redis.call('ZADD', KEYS[4], now, item)
 else
@@ -91,15 +91,23 @@ end
 local f = redis.call('ZCARD', KEYS[2])
 local o = redis.call('ZCARD', KEYS[3])
 local r = redis.call('ZCARD', KEYS[4])
-local streak = redis.call('SCARD', KEYS[5])
+local streak = redis.call('ZCARD', KEYS[5])
 if streak >= tonumber(ARGV[8]) then
   return open('closed', streak .. ' different items failed in a row')
 end
 if f + o >= tonumber(ARGV[6]) and f / (f + o) >= tonumber(ARGV[7]) then
   return open('closed', f .. ' of ' .. (f + o) .. ' items failed within the window')
 end
-if r >= tonumber(ARGV[9]) and r / (r + f + o) >= tonumber(ARGV[10]) then
-  return open('closed', 'sustained 429s: ' .. r .. ' items rate-limited within the window')
+if r >= tonumber(ARGV[9]) then
+  -- Distinct items seen: a rate-limited item that later succeeded or
+  -- failed is one item, not two.
+  local seen = f + o
+  for _, it in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+    if not redis.call('ZSCORE', KEYS[2], it) and not redis.call('ZSCORE', KEYS[3], it) then seen = seen + 1 end
+  end
+  if r / seen >= tonumber(ARGV[10]) then
+    return open('closed', 'sustained 429s: ' .. r .. ' items rate-limited within the window')
+  end
 end
 return ''
 `)

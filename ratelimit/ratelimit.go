@@ -16,8 +16,10 @@
 //     call).
 //   - Estimates. Tokens are reserved before the call (prompt estimate plus
 //     max_tokens, or a default completion allowance) and corrected with the
-//     response's usage: a negative AllowN returns what was over-reserved, and
-//     AllowAtMost charges what was under-reserved.
+//     response's usage. redis_rate cannot settle (a refund that empties a
+//     cell is never written, a charge above what is left is refused), so a
+//     small script of ours moves the same GCRA cell by exactly the
+//     difference.
 //   - Holds. A 429 with Retry-After holds the whole fleet back for that key
 //     until then, not only the worker that got it.
 //
@@ -113,7 +115,7 @@ func (l *Limiter) Reserve(ctx context.Context, tokens int) (Reservation, time.Du
 		if res.Allowed == 0 {
 			if l.lim.RPM > 0 {
 				// Give the request back: the call does not happen now.
-				if _, err := l.rl.AllowN(ctx, l.rpmKey, l.rpm, -1); err != nil {
+				if err := l.adjust(ctx, l.rpmKey, l.rpm, -1); err != nil {
 					return Reservation{}, 0, fmt.Errorf("rate limiter: %w", err)
 				}
 			}
@@ -131,19 +133,43 @@ func (l *Limiter) Settle(ctx context.Context, r Reservation, used int) error {
 	if l.lim.TPM <= 0 {
 		return nil
 	}
-	diff := used - r.Tokens
-	var err error
-	switch {
-	case diff < 0:
-		_, err = l.rl.AllowN(ctx, l.tpmKey, l.tpm, diff)
-	case diff > 0:
-		_, err = l.rl.AllowAtMost(ctx, l.tpmKey, l.tpm, diff)
-	}
-	if err != nil {
-		return fmt.Errorf("rate limiter: settle: %w", err)
+	if diff := used - r.Tokens; diff != 0 {
+		if err := l.adjust(ctx, l.tpmKey, l.tpm, diff); err != nil {
+			return fmt.Errorf("rate limiter: settle: %w", err)
+		}
 	}
 	return nil
 }
+
+// adjust moves a redis_rate cell by n units without asking: a negative n
+// gives units back, a positive one charges them even past the burst (a
+// call's real usage is owed whatever it is). redis_rate's own AllowN cannot
+// do either: a refund that empties the cell is never written, and a charge
+// above what is left is refused.
+func (l *Limiter) adjust(ctx context.Context, key string, lim redis_rate.Limit, n int) error {
+	return adjustScript.Run(ctx, l.rdb, []string{redisRatePrefix + key}, lim.Rate, lim.Period.Seconds(), n).Err()
+}
+
+// redisRatePrefix is what redis_rate puts before the keys it is given.
+const redisRatePrefix = "rate:"
+
+// adjustScript: KEYS cell; ARGV rate, period_s, n. Same cell format and
+// clock as redis_rate's GCRA (a theoretical arrival time in seconds since
+// 2017-01-01, server time).
+var adjustScript = redis.NewScript(`
+local jan_1_2017 = 1483228800
+local t = redis.call('TIME')
+local now = (t[1] - jan_1_2017) + (t[2] / 1000000)
+local interval = tonumber(ARGV[2]) / tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+tat = math.max(tat, now) + interval * tonumber(ARGV[3])
+if tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], tat, 'EX', math.ceil(tat - now))
+end
+return 1
+`)
 
 // Hold holds every worker's calls for this key back for d (a 429's
 // Retry-After). A longer hold already in place is kept.
@@ -193,12 +219,12 @@ return 0
 // Cancel gives back a reservation whose call does not happen.
 func (l *Limiter) Cancel(ctx context.Context, r Reservation) error {
 	if l.lim.RPM > 0 {
-		if _, err := l.rl.AllowN(ctx, l.rpmKey, l.rpm, -1); err != nil {
+		if err := l.adjust(ctx, l.rpmKey, l.rpm, -1); err != nil {
 			return fmt.Errorf("rate limiter: cancel: %w", err)
 		}
 	}
 	if l.lim.TPM > 0 && r.Tokens > 0 {
-		if _, err := l.rl.AllowN(ctx, l.tpmKey, l.tpm, -r.Tokens); err != nil {
+		if err := l.adjust(ctx, l.tpmKey, l.tpm, -r.Tokens); err != nil {
 			return fmt.Errorf("rate limiter: cancel: %w", err)
 		}
 	}
