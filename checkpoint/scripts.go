@@ -85,13 +85,25 @@ end
 return out
 `)
 
-// claimScript: ARGV id, token, now. Returns {verdict, calls, input, policy, state, lasterr}.
-var claimScript = redis.NewScript(`
+// claimScript: ARGV id, token, now. Returns {verdict, calls, input, policy,
+// state, lasterr, replayed}. A failed item whose task had been archived is
+// replayed: its task can only run again because someone ran it from the
+// archive (asynqmon's Run, the Inspector's RunTask).
+var claimScript = redis.NewScript(luaCommon + luaReplay + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local id = ARGV[1]
 local st = redis.call('HGET', KEYS[3], id)
 if not st then return {'unknown'} end
-if st == 'done' or st == 'failed' then return {st} end
+local replayed = ''
+if st == 'failed' then
+  local f = redis.call('HGET', KEYS[8], id)
+  local ok, rec = pcall(cjson.decode, f or '{}')
+  if not (ok and type(rec) == 'table' and rec.archived) then return {st} end
+  replay(id)
+  st = 'pending'
+  replayed = 'replayed'
+end
+if st == 'done' then return {st} end
 if st == 'pending' then
   redis.call('HSET', KEYS[3], id, 'active')
   redis.call('HINCRBY', KEYS[1], 'active', 1)
@@ -100,7 +112,7 @@ redis.call('HSET', KEYS[6], id, ARGV[2])
 if redis.call('HEXISTS', KEYS[1], 'started_at') == 0 then redis.call('HSET', KEYS[1], 'started_at', ARGV[3]) end
 local j = redis.call('HMGET', KEYS[1], 'policy', 'state')
 return {'ok', tonumber(redis.call('HGET', KEYS[5], id) or '0'), redis.call('HGET', KEYS[2], id),
-  j[1], j[2], redis.call('HGET', KEYS[9], id) or ''}
+  j[1], j[2], redis.call('HGET', KEYS[9], id) or '', replayed}
 `)
 
 // startCallScript: ARGV id, token, max. Returns calls so far including this
@@ -217,4 +229,53 @@ if added > 0 then
   finish_check(ARGV[1])
 end
 return added
+`)
+
+// luaReplay turns one failed item back into a pending one with a fresh
+// attempt budget and reopens the job. It needs luaCommon.
+const luaReplay = `
+local function replay(id)
+  redis.call('HSET', KEYS[3], id, 'pending')
+  redis.call('HINCRBY', KEYS[1], 'failed', -1)
+  redis.call('HDEL', KEYS[5], id)
+  redis.call('HDEL', KEYS[8], id)
+  redis.call('HDEL', KEYS[9], id)
+  redis.call('HDEL', KEYS[6], id)
+  reopen()
+  local state = redis.call('HGET', KEYS[1], 'state')
+  if state == 'cancelled' or state == 'expired' then redis.call('HSET', KEYS[1], 'state', 'running') end
+end
+`
+
+// replayScript: ARGV now, ids... Returns per id "replayed:archived",
+// "replayed:", "not_failed:STATUS" or "unknown".
+var replayScript = redis.NewScript(luaCommon + luaReplay + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+local out = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local st = redis.call('HGET', KEYS[3], id)
+  if not st then
+    out[#out + 1] = 'unknown'
+  elseif st ~= 'failed' then
+    out[#out + 1] = 'not_failed:' .. st
+  else
+    local f = redis.call('HGET', KEYS[8], id)
+    local ok, rec = pcall(cjson.decode, f or '{}')
+    local archived = ok and type(rec) == 'table' and rec.archived
+    replay(id)
+    out[#out + 1] = archived and 'replayed:archived' or 'replayed:'
+  end
+end
+return out
+`)
+
+// replaceInputScript: ARGV id, canonical. Returns the item's status, or
+// missing / unknown.
+var replaceInputScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+local st = redis.call('HGET', KEYS[3], ARGV[1])
+if not st then return 'unknown' end
+if st == 'failed' or st == 'pending' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+return st
 `)

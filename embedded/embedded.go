@@ -240,42 +240,14 @@ func readPrior(path string) (map[string][]byte, error) {
 // never leaves a half file that a rerun would trust.
 func writeFiles(store *checkpoint.Store, job, results, failed string) error {
 	ctx := context.Background()
-	if err := writeAtomic(results, func(w io.Writer) error {
+	if err := jobs.WriteAtomic(results, func(w io.Writer) error {
 		_, err := jobs.ExportResults(ctx, store, job, w)
 		return err
 	}); err != nil {
 		return err
 	}
-	return writeAtomic(failed, func(w io.Writer) error {
+	return jobs.WriteAtomic(failed, func(w io.Writer) error {
 		_, err := jobs.ExportFailed(ctx, store, job, w)
 		return err
 	})
-}
-
-func writeAtomic(path string, fill func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriter(tmp)
-	if err := fill(bw); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// CreateTemp makes the file private; results are ordinary files.
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

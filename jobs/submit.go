@@ -357,7 +357,10 @@ func newEnqueuer(ctx context.Context, c *asynq.Client, pol checkpoint.Policy, jo
 func TaskOptions(pol checkpoint.Policy) []asynq.Option {
 	return []asynq.Option{
 		asynq.Queue(pol.Queue),
-		asynq.MaxRetry(pol.MaxAttempts + 25),
+		// The handler owns the attempt budget; asynq's count only guards
+		// against a loop. A task run again from the archive keeps its count,
+		// so the headroom allows many replays.
+		asynq.MaxRetry(pol.MaxAttempts + 100),
 		asynq.Timeout(pol.Timeout + 5*time.Minute),
 	}
 }

@@ -101,8 +101,6 @@ func Parse(rawURL string) (Config, error) {
 	case "redis-cluster", "rediss-cluster":
 		c.Mode = Cluster
 		c.Cluster, err = p.cluster(base)
-	default:
-		return fail("scheme %q is not one of redis, rediss, redis-sentinel, rediss-sentinel, redis-cluster, rediss-cluster", p.scheme)
 	}
 	if err != nil {
 		var reason reasonError
@@ -166,6 +164,11 @@ func split(rawURL string) (parts, string) {
 		return p, `not a URL: it must start with a scheme such as redis:// (e.g. redis://127.0.0.1:6379/0)`
 	}
 	p.scheme = strings.ToLower(scheme)
+	switch p.scheme {
+	case "redis", "rediss", "redis-sentinel", "rediss-sentinel", "redis-cluster", "rediss-cluster":
+	default:
+		return p, fmt.Sprintf("scheme %q is not one of redis, rediss, redis-sentinel, rediss-sentinel, redis-cluster, rediss-cluster", scheme)
+	}
 	end := strings.IndexAny(rest, "/?#")
 	if end < 0 {
 		end = len(rest)
@@ -269,8 +272,8 @@ func (p parts) single() (*redis.Options, error) {
 	switch len(p.path) {
 	case 0:
 	case 1:
-		if _, err := strconv.Atoi(p.path[0]); err != nil {
-			return nil, reasonError(fmt.Sprintf("database %q is not a number", p.path[0]))
+		if n, err := strconv.Atoi(p.path[0]); err != nil || n < 0 {
+			return nil, reasonError(fmt.Sprintf("database %q is not a number from 0 up", p.path[0]))
 		}
 		path = "/" + p.path[0]
 	default:
@@ -281,7 +284,13 @@ func (p parts) single() (*redis.Options, error) {
 
 // failover reads redis-sentinel://[USER:PASSWORD@]SENTINELS/MASTER[/DB].
 func (p parts) failover(base string) (*redis.FailoverOptions, error) {
-	if len(p.path) == 0 || p.path[0] == "" {
+	q := cloneValues(p.query)
+	for _, k := range []string{"master", "master_name"} {
+		if q.Has(k) {
+			return nil, reasonError(fmt.Sprintf("option %s: the master name goes in the path, e.g. %s://host:26379/mymaster", k, p.scheme))
+		}
+	}
+	if len(p.path) == 0 {
 		return nil, reasonError("no master name: give it as the path, e.g. " + p.scheme + "://host:26379/mymaster")
 	}
 	if len(p.path) > 2 {
@@ -289,16 +298,10 @@ func (p parts) failover(base string) (*redis.FailoverOptions, error) {
 	}
 	db := "0"
 	if len(p.path) == 2 {
-		if _, err := strconv.Atoi(p.path[1]); err != nil {
-			return nil, reasonError(fmt.Sprintf("database %q is not a number", p.path[1]))
+		if n, err := strconv.Atoi(p.path[1]); err != nil || n < 0 {
+			return nil, reasonError(fmt.Sprintf("database %q is not a number from 0 up", p.path[1]))
 		}
 		db = p.path[1]
-	}
-	q := cloneValues(p.query)
-	for _, k := range []string{"master", "master_name"} {
-		if q.Has(k) {
-			return nil, reasonError(fmt.Sprintf("option %s: the master name goes in the path, e.g. %s://host:26379/mymaster", k, p.scheme))
-		}
 	}
 	for _, k := range []string{"addr", "db", "username", "password"} {
 		if q.Has(k) {

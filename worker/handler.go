@@ -150,6 +150,9 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.log.Debug("dropping task of unknown job or item", "job", p.Job, "item", p.Item, "verdict", c.Verdict)
 		return nil
 	}
+	if c.Replayed {
+		h.log.Info("item replayed from the archive with a fresh attempt budget", "job", p.Job, "item", p.Item)
+	}
 	a := &attempt{h: h, job: p.Job, id: p.Item, token: token, claimed: c}
 	return a.run(ctx)
 }
@@ -319,6 +322,9 @@ func (a *attempt) fail(ctx context.Context, class provider.Class, reason string,
 			f.FirstFailed = le.FirstFailed
 		}
 	}
+	// The record says whether the task goes to the archive: running it from
+	// there later (asynqmon's Run) is then a replay.
+	f.Archived = archive
 	ok, err := a.h.store.Fail(context.WithoutCancel(ctx), a.job, a.id, a.token, *f)
 	switch {
 	case errors.Is(err, checkpoint.ErrClaimLost):

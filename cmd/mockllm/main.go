@@ -20,6 +20,9 @@ import (
 	"github.com/llmfleet/llmfleet/simulator"
 )
 
+// version is stamped at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stderr, os.Getenv)
@@ -75,7 +78,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	if err != nil {
 		return err
 	}
-	log.Info("listening", "addr", sim.Addr(), "url", sim.URL(), "latency", cfg.Latency,
+	log.Info("listening", "version", version, "addr", sim.Addr(), "url", sim.URL(), "latency", cfg.Latency,
 		"rpm", cfg.RPM, "tpm", cfg.TPM, "context_limit", cfg.ContextLimit, "faults", cfg.Faults,
 		"api_key", cfg.APIKey != "")
 

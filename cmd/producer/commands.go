@@ -53,8 +53,9 @@ func newRoot(a *app) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usage("%v (see %s --help)", err, c.CommandPath())
 	})
-	root.PersistentFlags().StringVar(&a.redisURL, "redis", "", "Redis URL (default $REDIS_URL, else "+redisconn.DefaultURL+")")
-	root.AddCommand(a.runCmd(), a.statusCmd(), a.exportCmd(), a.jobsCmd(), a.cancelCmd(), a.deleteCmd())
+	root.PersistentFlags().StringVar(&a.redisURL, "redis", "", "Redis URL: redis://, rediss:// (TLS), redis-sentinel://, redis-cluster:// (default $REDIS_URL, else "+redisconn.DefaultURL+")")
+	root.AddCommand(a.runCmd(), a.statusCmd(), a.exportCmd(), a.jobsCmd(), a.cancelCmd(), a.deleteCmd(),
+		a.failedCmd(), a.replayCmd(), a.mergeCmd())
 	return root
 }
 

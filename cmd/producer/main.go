@@ -21,6 +21,9 @@ import (
 	"golang.org/x/term"
 )
 
+// version is stamped at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
 func main() {
 	// go-redis logs dial failures itself; the CLI reports them once, as an
 	// error that names the server.
@@ -71,6 +74,7 @@ func Main(ctx context.Context, env Env) int {
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	root := newRoot(&app{env: env, log: log})
+	root.Version = version
 	root.SetArgs(env.Args)
 	root.SetIn(env.Stdin)
 	root.SetOut(env.Stdout)

@@ -20,6 +20,9 @@ import (
 	"github.com/llmfleet/llmfleet/worker"
 )
 
+// version is stamped at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
@@ -51,7 +54,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (config,
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	queues := fs.String("queues", "default=1", "queues and priorities, e.g. default=1,high=5")
-	fs.StringVar(&c.redisURL, "redis", getenv("REDIS_URL"), "Redis URL (default $REDIS_URL, else "+redisconn.DefaultURL+")")
+	fs.StringVar(&c.redisURL, "redis", getenv("REDIS_URL"), "Redis URL: redis://, rediss:// (TLS), redis-sentinel://, redis-cluster:// (default $REDIS_URL, else "+redisconn.DefaultURL+")")
 	fs.IntVar(&c.worker.Concurrency, "concurrency", 10, "items processed at once")
 	fs.DurationVar(&c.worker.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "on SIGTERM, how long in-flight calls may finish before their tasks are requeued")
 	fs.StringVar(&c.worker.MetricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. :9090)")
@@ -118,7 +121,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if base == "" {
 		base = "https://api.openai.com/v1"
 	}
-	log.Info("provider", "base_url", base, "api_key_set", c.worker.Provider.APIKey != "", "redis", redisconn.Redact(orDefault(c.redisURL)))
+	log.Info("provider", "version", version, "base_url", base, "api_key_set", c.worker.Provider.APIKey != "", "redis", redisconn.Redact(orDefault(c.redisURL)))
 	return worker.Run(ctx, rdb, c.worker)
 }
 
