@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/llmfleet/llmfleet/models"
 )
 
 // State is a job's state as users see it.
@@ -71,6 +73,49 @@ type Policy struct {
 	Timeout     time.Duration `json:"timeout"`
 	Deadline    time.Time     `json:"deadline,omitzero"`
 	Retention   time.Duration `json:"retention"`
+
+	// ContextLimit overrides the model's context window (tokens); 0 uses
+	// the model table.
+	ContextLimit int `json:"context_limit,omitempty"`
+	// ReserveOutput is the room kept for the answer when an item sets no
+	// max_tokens.
+	ReserveOutput int `json:"reserve_output,omitempty"`
+	// OnOverflow is "truncate" (default) or "fail".
+	OnOverflow string `json:"on_overflow,omitempty"`
+	// Models overrides the built-in model table (context, output, prices).
+	Models models.Table `json:"models,omitempty"`
+	// BudgetUSD and BudgetTokens cap what the job may spend (0 = none):
+	// reaching one pauses the job.
+	BudgetUSD    float64 `json:"budget_usd,omitempty"`
+	BudgetTokens int64   `json:"budget_tokens,omitempty"`
+}
+
+// Spend is what a job has spent so far.
+type Spend struct {
+	TokensIn, TokensOut int64
+	CostMicros          int64 // estimated, in millionths of a dollar
+}
+
+// CostUSD is the estimated cost in dollars.
+func (s Spend) CostUSD() float64 { return float64(s.CostMicros) / 1e6 }
+
+// OverBudget says which budget of p the spend has reached, or "".
+func (p Policy) OverBudget(s Spend) string {
+	switch {
+	case p.BudgetTokens > 0 && s.TokensIn+s.TokensOut >= p.BudgetTokens:
+		return fmt.Sprintf("token budget reached: %d of %d tokens used", s.TokensIn+s.TokensOut, p.BudgetTokens)
+	case p.BudgetUSD > 0 && s.CostUSD() >= p.BudgetUSD:
+		return fmt.Sprintf("cost budget reached: $%.4f of $%.4f spent (estimated)", s.CostUSD(), p.BudgetUSD)
+	}
+	return ""
+}
+
+// ModelUsage is one model's share of a job's usage.
+type ModelUsage struct {
+	Items     int64   `json:"items"`
+	TokensIn  int64   `json:"tokens_in"`
+	TokensOut int64   `json:"tokens_out"`
+	CostUSD   float64 `json:"cost_usd"`
 }
 
 // Job is a consistent snapshot of a job's metadata and counters.
@@ -95,6 +140,17 @@ type Job struct {
 	// Endpoint is the breaker endpoint the job's calls go through, once a
 	// worker has made one.
 	Endpoint string
+	// CostMicros is the estimated cost so far, in millionths of a dollar.
+	CostMicros int64
+	// PausedReason says why a paused job is paused.
+	PausedReason string
+	// Models is the usage per model.
+	Models map[string]ModelUsage
+}
+
+// Spend returns what the job has spent.
+func (j Job) Spend() Spend {
+	return Spend{TokensIn: j.TokensIn, TokensOut: j.TokensOut, CostMicros: j.CostMicros}
 }
 
 // Pending is the number of items queued, waiting for a retry, a breaker or
@@ -108,13 +164,17 @@ func (j Job) Finished() bool { return j.Total > 0 && j.Done+j.Failed >= j.Total 
 
 // Result is one done item, exactly as export writes it.
 type Result struct {
-	ID         string    `json:"id"`
-	Output     string    `json:"output"`
-	Model      string    `json:"model"`
-	Attempts   int       `json:"attempts"`
-	Truncated  bool      `json:"truncated"`
-	TokensIn   int       `json:"tokens_in"`
-	TokensOut  int       `json:"tokens_out"`
+	ID        string `json:"id"`
+	Output    string `json:"output"`
+	Model     string `json:"model"`
+	Attempts  int    `json:"attempts"`
+	Truncated bool   `json:"truncated"`
+	TokensIn  int    `json:"tokens_in"`
+	TokensOut int    `json:"tokens_out"`
+	// TokensDropped is how many prompt tokens truncation removed.
+	TokensDropped int `json:"tokens_dropped,omitempty"`
+	// CostUSD is the call's estimated cost (from the model price table).
+	CostUSD    float64   `json:"cost_usd"`
 	FinishedAt time.Time `json:"finished_at"`
 	// Metadata is the item's metadata, null when it had none.
 	Metadata json.RawMessage `json:"metadata"`
@@ -253,6 +313,35 @@ func parseJob(name string, m map[string]string, now time.Time) (Job, error) {
 	j.TokensIn, j.TokensOut, j.Duplicates = n("tokens_in"), n("tokens_out"), n("duplicates")
 	j.CreatedAt, j.StartedAt, j.FinishedAt = fromMS(m["created_at"]), fromMS(m["started_at"]), fromMS(m["finished_at"])
 	j.Endpoint = m[EndpointField]
+	j.CostMicros = n("cost_micros")
+	j.PausedReason = m["paused_reason"]
+	for k, v := range m {
+		rest, ok := strings.CutPrefix(k, "model:")
+		if !ok {
+			continue
+		}
+		i := strings.LastIndexByte(rest, ':')
+		if i < 0 {
+			continue
+		}
+		name, field := rest[:i], rest[i+1:]
+		if j.Models == nil {
+			j.Models = map[string]ModelUsage{}
+		}
+		u := j.Models[name]
+		x, _ := strconv.ParseInt(v, 10, 64)
+		switch field {
+		case "items":
+			u.Items = x
+		case "in":
+			u.TokensIn = x
+		case "out":
+			u.TokensOut = x
+		case "cost":
+			u.CostUSD = float64(x) / 1e6
+		}
+		j.Models[name] = u
+	}
 	if j.State == StateRunning && !j.Policy.Deadline.IsZero() && now.After(j.Policy.Deadline) && !j.Finished() {
 		j.State = StateExpired
 	}
@@ -396,11 +485,13 @@ type Claimed struct {
 	// outside (asynqmon, the Inspector): the claim replayed it, with a fresh
 	// attempt budget, as `producer replay` would.
 	Replayed bool
-	Calls    int
-	Input    []byte
-	Policy   Policy
-	State    State
-	LastErr  *Failure
+	// Spend is what the job had spent when the item was claimed.
+	Spend   Spend
+	Calls   int
+	Input   []byte
+	Policy  Policy
+	State   State
+	LastErr *Failure
 }
 
 // Claim marks the item active under token for one attempt and returns what
@@ -421,6 +512,9 @@ func (s *Store) Claim(ctx context.Context, name, id, token string) (Claimed, err
 	}
 	c.State = State(res[4].(string))
 	c.Replayed = len(res) > 6 && res[6] == "replayed"
+	if len(res) > 9 {
+		c.Spend = Spend{TokensIn: int64(toInt(res[7])), TokensOut: int64(toInt(res[8])), CostMicros: int64(toInt(res[9]))}
+	}
 	if le, _ := res[5].(string); le != "" {
 		c.LastErr = new(Failure)
 		if err := json.Unmarshal([]byte(le), c.LastErr); err != nil {
@@ -476,7 +570,8 @@ func (s *Store) Commit(ctx context.Context, name, token string, r Result) (Commi
 	if err != nil {
 		return "", fmt.Errorf("commit item %q of job %q: %w", r.ID, name, err)
 	}
-	out, err := commitScript.Run(ctx, s.rdb, keys(name), r.ID, token, string(b), r.TokensIn, r.TokensOut, ms(s.now())).Text()
+	out, err := commitScript.Run(ctx, s.rdb, keys(name), r.ID, token, string(b), r.TokensIn, r.TokensOut, ms(s.now()),
+		r.Model, int64(r.CostUSD*1e6+0.5)).Text()
 	if err != nil {
 		return "", fmt.Errorf("commit item %q of job %q: %w", r.ID, name, err)
 	}
@@ -735,4 +830,24 @@ func (s *Store) ReplaceInput(ctx context.Context, name string, e Entry) (ItemSta
 		return ItemStatus(res), nil
 	}
 	return ItemStatus(res), fmt.Errorf("edit item %q of job %q: it is %s: %w", e.ID, name, res, ErrNotEditable)
+}
+
+// Pause marks a running job paused with a reason (a budget reached). It
+// reports whether this call paused it.
+func (s *Store) Pause(ctx context.Context, name, reason string) (bool, error) {
+	n, err := pauseScript.Run(ctx, s.rdb, keys(name), reason).Int()
+	if err != nil {
+		return false, fmt.Errorf("pause job %q: %w", name, err)
+	}
+	return n == 1, nil
+}
+
+// Resume puts a paused job back to running. It reports whether it was
+// paused.
+func (s *Store) Resume(ctx context.Context, name string) (bool, error) {
+	n, err := resumeScript.Run(ctx, s.rdb, keys(name)).Int()
+	if err != nil {
+		return false, fmt.Errorf("resume job %q: %w", name, err)
+	}
+	return n == 1, nil
 }

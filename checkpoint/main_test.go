@@ -3,6 +3,7 @@ package checkpoint_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -273,5 +274,5 @@ func samePolicy(a, b checkpoint.Policy) bool {
 		return false
 	}
 	a.Deadline, b.Deadline = time.Time{}, time.Time{}
-	return a == b
+	return reflect.DeepEqual(a, b)
 }

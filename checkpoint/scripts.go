@@ -111,8 +111,10 @@ end
 redis.call('HSET', KEYS[6], id, ARGV[2])
 if redis.call('HEXISTS', KEYS[1], 'started_at') == 0 then redis.call('HSET', KEYS[1], 'started_at', ARGV[3]) end
 local j = redis.call('HMGET', KEYS[1], 'policy', 'state')
+local spend = redis.call('HMGET', KEYS[1], 'tokens_in', 'tokens_out', 'cost_micros')
 return {'ok', tonumber(redis.call('HGET', KEYS[5], id) or '0'), redis.call('HGET', KEYS[2], id),
-  j[1], j[2], redis.call('HGET', KEYS[9], id) or '', replayed}
+  j[1], j[2], redis.call('HGET', KEYS[9], id) or '', replayed,
+  tonumber(spend[1] or '0'), tonumber(spend[2] or '0'), tonumber(spend[3] or '0')}
 `)
 
 // startCallScript: ARGV id, token, max. Returns calls so far including this
@@ -127,7 +129,8 @@ redis.call('HINCRBY', KEYS[1], 'provider_calls', 1)
 return c + 1
 `)
 
-// commitScript: ARGV id, token, result, tokens_in, tokens_out, now.
+// commitScript: ARGV id, token, result, tokens_in, tokens_out, now, model,
+// cost_micros.
 var commitScript = redis.NewScript(luaCommon + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 local id = ARGV[1]
@@ -150,6 +153,12 @@ redis.call('HDEL', KEYS[6], id)
 redis.call('HDEL', KEYS[9], id)
 redis.call('HINCRBY', KEYS[1], 'tokens_in', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'tokens_out', ARGV[5])
+redis.call('HINCRBY', KEYS[1], 'cost_micros', ARGV[8])
+local m = 'model:' .. ARGV[7] .. ':'
+redis.call('HINCRBY', KEYS[1], m .. 'items', 1)
+redis.call('HINCRBY', KEYS[1], m .. 'in', ARGV[4])
+redis.call('HINCRBY', KEYS[1], m .. 'out', ARGV[5])
+redis.call('HINCRBY', KEYS[1], m .. 'cost', ARGV[8])
 finish_check(ARGV[6])
 return 'committed'
 `)
@@ -278,4 +287,19 @@ local st = redis.call('HGET', KEYS[3], ARGV[1])
 if not st then return 'unknown' end
 if st == 'failed' or st == 'pending' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
 return st
+`)
+
+// pauseScript: ARGV reason. Pauses a running job.
+var pauseScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'paused', 'paused_reason', ARGV[1])
+return 1
+`)
+
+// resumeScript puts a paused job back to running.
+var resumeScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'running')
+redis.call('HDEL', KEYS[1], 'paused_reason')
+return 1
 `)

@@ -16,20 +16,28 @@ import (
 
 // Status is `status --json`: one consistent snapshot of a job.
 type Status struct {
-	Job           string   `json:"job"`
-	State         string   `json:"state"`
-	Total         int64    `json:"total"`
-	Done          int64    `json:"done"`
-	Failed        int64    `json:"failed"`
-	Active        int64    `json:"active"`
-	AwaitingInput int64    `json:"awaiting_input"`
-	Pending       int64    `json:"pending"`
-	Rejected      int64    `json:"rejected"`
-	ProviderCalls int64    `json:"provider_calls"`
-	TokensIn      int64    `json:"tokens_in"`
-	TokensOut     int64    `json:"tokens_out"`
-	Duplicates    int64    `json:"duplicates"`
-	SuccessRate   *float64 `json:"success_rate"`
+	Job           string `json:"job"`
+	State         string `json:"state"`
+	Total         int64  `json:"total"`
+	Done          int64  `json:"done"`
+	Failed        int64  `json:"failed"`
+	Active        int64  `json:"active"`
+	AwaitingInput int64  `json:"awaiting_input"`
+	Pending       int64  `json:"pending"`
+	Rejected      int64  `json:"rejected"`
+	ProviderCalls int64  `json:"provider_calls"`
+	TokensIn      int64  `json:"tokens_in"`
+	TokensOut     int64  `json:"tokens_out"`
+	Duplicates    int64  `json:"duplicates"`
+	// CostUSD is the estimated cost so far (model price table).
+	CostUSD      float64 `json:"cost_usd"`
+	BudgetUSD    float64 `json:"budget_usd,omitempty"`
+	BudgetTokens int64   `json:"budget_tokens,omitempty"`
+	// PausedReason says why a paused job is paused.
+	PausedReason string `json:"paused_reason,omitempty"`
+	// Models is the usage per model.
+	Models      map[string]checkpoint.ModelUsage `json:"models"`
+	SuccessRate *float64                         `json:"success_rate"`
 	// Breaker is the state of the fleet-wide breaker guarding the job's
 	// calls: closed, open or half-open.
 	Breaker string `json:"breaker"`
@@ -52,6 +60,11 @@ func NewStatus(j checkpoint.Job) Status {
 		StartedAt: timePtr(j.StartedAt), FinishedAt: timePtr(j.FinishedAt), Deadline: timePtr(j.Policy.Deadline),
 		// No call made yet: the breaker of any endpoint starts closed.
 		Breaker: "closed",
+		CostUSD: j.Spend().CostUSD(), BudgetUSD: j.Policy.BudgetUSD, BudgetTokens: j.Policy.BudgetTokens,
+		PausedReason: j.PausedReason, Models: j.Models,
+	}
+	if s.Models == nil {
+		s.Models = map[string]checkpoint.ModelUsage{}
 	}
 	if n := j.Done + j.Failed; n > 0 {
 		r := float64(j.Done) / float64(n)
@@ -98,8 +111,14 @@ func (s Status) ExitCode() int {
 func (s Status) Line() string {
 	line := fmt.Sprintf("%s: %s — %d/%d done, %d failed, %d active, %d pending, %d calls",
 		s.Job, s.State, s.Done, s.Total, s.Failed, s.Active, s.Pending, s.ProviderCalls)
+	if s.CostUSD > 0 {
+		line += fmt.Sprintf(", ~$%.4f", s.CostUSD)
+	}
 	if s.Breaker != "" && s.Breaker != "closed" {
 		line += ", breaker " + s.Breaker
+	}
+	if s.PausedReason != "" {
+		line += " (" + s.PausedReason + ")"
 	}
 	return line
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -119,9 +120,14 @@ func Submit(ctx context.Context, d Deps, o SubmitOptions) (Summary, error) {
 		if err != nil {
 			return sum, err
 		}
-		if merged != job.Policy {
+		if !reflect.DeepEqual(merged, job.Policy) {
 			if err := d.Store.UpdatePolicy(ctx, o.Job, merged); err != nil {
 				return sum, err
+			}
+			if job.State == checkpoint.StatePaused {
+				if _, err := resumeIfAllowed(ctx, d, o.Job); err != nil {
+					return sum, err
+				}
 			}
 		}
 		pol = merged
@@ -282,6 +288,16 @@ func ValidatePolicy(p checkpoint.Policy) error {
 		return &UsageError{Msg: "--queue must not be empty"}
 	case p.Retention < time.Minute:
 		return &UsageError{Msg: fmt.Sprintf("--retention must be at least 1m, got %s", p.Retention)}
+	case p.ContextLimit < 0:
+		return &UsageError{Msg: fmt.Sprintf("--context-limit must not be negative, got %d", p.ContextLimit)}
+	case p.ReserveOutput < 0:
+		return &UsageError{Msg: fmt.Sprintf("--reserve-output must not be negative, got %d", p.ReserveOutput)}
+	case p.OnOverflow != "" && p.OnOverflow != "truncate" && p.OnOverflow != "fail":
+		return &UsageError{Msg: fmt.Sprintf("--on-overflow must be truncate or fail, got %q", p.OnOverflow)}
+	case p.BudgetUSD < 0:
+		return &UsageError{Msg: fmt.Sprintf("--budget-usd must not be negative, got %g", p.BudgetUSD)}
+	case p.BudgetTokens < 0:
+		return &UsageError{Msg: fmt.Sprintf("--budget-tokens must not be negative, got %d", p.BudgetTokens)}
 	}
 	return nil
 }
@@ -308,16 +324,26 @@ func mergePolicy(stored, asked checkpoint.Policy, changed func(string) bool) (ch
 		{"--backoff-max", stored.BackoffMax != asked.BackoffMax, stored.BackoffMax, asked.BackoffMax},
 		{"--timeout", stored.Timeout != asked.Timeout, stored.Timeout, asked.Timeout},
 		{"--retention", stored.Retention != asked.Retention, stored.Retention, asked.Retention},
+		{"--context-limit", stored.ContextLimit != asked.ContextLimit, stored.ContextLimit, asked.ContextLimit},
+		{"--reserve-output", stored.ReserveOutput != asked.ReserveOutput, stored.ReserveOutput, asked.ReserveOutput},
+		{"--on-overflow", stored.OnOverflow != asked.OnOverflow, stored.OnOverflow, asked.OnOverflow},
+		{"--models", !reflect.DeepEqual(stored.Models, asked.Models), "(stored table)", "(file)"},
 	}
 	for _, f := range fixed {
 		if f.differs && changed(f.flag) {
 			return stored, &UsageError{Msg: fmt.Sprintf(
-				"%s %v differs from the job's stored policy (%v); a rerun may change only --deadline, --deadline-in and --max-attempts",
+				"%s %v differs from the job's stored policy (%v); a rerun may change only --deadline, --deadline-in, --max-attempts, --budget-usd and --budget-tokens",
 				f.flag, f.now, f.was)}
 		}
 	}
 	if changed("--max-attempts") {
 		out.MaxAttempts = asked.MaxAttempts
+	}
+	if changed("--budget-usd") {
+		out.BudgetUSD = asked.BudgetUSD
+	}
+	if changed("--budget-tokens") {
+		out.BudgetTokens = asked.BudgetTokens
 	}
 	if changed("--deadline") || changed("--deadline-in") {
 		out.Deadline = asked.Deadline

@@ -33,4 +33,41 @@
 // (1 more token when a name is set), and every reply is primed with 3 tokens.
 // The result is the prompt_tokens the API reports for a plain chat request
 // (tools and images are not counted).
+//
+// # Fitting a prompt into a context window
+//
+// Fit shrinks a chat that is over a token limit (the model's context window
+// minus the tokens reserved for the reply) before it is sent, following the
+// classic recipe (keep the instructions, drop the oldest turns, trim what is
+// left), counted with Messages so the chat overhead is included:
+//
+//  1. A chat that fits is returned unchanged.
+//  2. System and developer messages are always kept, and so is the last
+//     exchange: the last user message and every message after it
+//     (assistant and tool replies). The other messages are dropped, oldest
+//     first, one at a time, until the rest fits.
+//  3. If it is still over, the longest user message left is trimmed by
+//     tokens, keeping its beginning and ending it with TruncationMarker
+//     (" [truncated]"), whose tokens count against the limit; if trimming
+//     it to nothing is not enough, the next longest is trimmed, and so on.
+//  4. If it still cannot fit (the instructions alone are over the limit, or
+//     the last exchange holds a long reply, which is never trimmed), Fit
+//     returns ErrCannotFit, and an error that gives both counts.
+//
+// Kept messages keep their order. Where this improves on the recipe:
+//
+//   - Counts are tokens of the model's real encoding with the framing the
+//     API bills, not words or characters, and the marker is counted; the
+//     result is recounted, so After is exact and never over the limit.
+//   - A cut never splits a character: a token can end inside a CJK
+//     character or an emoji, and the cut moves back to the character's start,
+//     so a trimmed message is always valid UTF-8.
+//   - A user turn sent as several consecutive user messages (instructions,
+//     then a document) is one exchange: the last exchange starts at the
+//     first of them, so the instructions are not dropped to make room for
+//     the document; the document, the longest, is trimmed instead.
+//   - A chat without user messages keeps its last message as its exchange.
+//   - Trimming a 100k-token message encodes only the beginning it keeps
+//     (plus a margin), not the whole text, after the one count every call
+//     makes.
 package tokens

@@ -104,10 +104,21 @@ func (c Counter) Text(s string) int {
 func (c Counter) Messages(msgs []tasks.Message) int {
 	n := perReply
 	for _, m := range msgs {
-		n += perMessage + c.Text(m.Role) + c.Text(m.Content)
-		if m.Name != "" {
-			n += perName + c.Text(m.Name)
-		}
+		n += c.message(m)
+	}
+	return n
+}
+
+// message returns the tokens one message adds to a chat request.
+func (c Counter) message(m tasks.Message) int {
+	return c.overhead(m) + c.Text(m.Content)
+}
+
+// overhead returns the tokens a message adds besides its content.
+func (c Counter) overhead(m tasks.Message) int {
+	n := perMessage + c.Text(m.Role)
+	if m.Name != "" {
+		n += perName + c.Text(m.Name)
 	}
 	return n
 }

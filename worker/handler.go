@@ -189,14 +189,44 @@ func (a *attempt) run(ctx context.Context) error {
 	if model == "" {
 		model = pol.Model
 	}
+	if reason := pol.OverBudget(a.claimed.Spend); reason != "" {
+		return a.pauseForBudget(ctx, reason)
+	}
+	if a.claimed.State == checkpoint.StatePaused {
+		// The budget was raised: the job runs again.
+		if resumed, err := h.store.Resume(ctx, a.job); err == nil && resumed {
+			a.log().Info("job resumed: its budget allows more calls")
+		}
+	}
+	fit, err := a.preflight(&it, model)
+	if err != nil {
+		return a.fail(ctx, provider.ContextOverflow, err.Error(), nil, true)
+	}
+	send := it
+	send.Messages = fit.messages
+	for {
+		retry, err := a.call(ctx, &it, &send, model, &fit, now)
+		if !retry {
+			return err
+		}
+	}
+}
+
+// call makes one provider call for the item (sending send, a possibly
+// truncated copy of it) and returns the task's outcome. retry asks the
+// caller to call again at once: the provider reported a context overflow
+// and the prompt was shrunk.
+func (a *attempt) call(ctx context.Context, it, send *tasks.Item, model string, fit *fitted, now time.Time) (retry bool, err error) {
+	h := a.h
+	pol := a.claimed.Policy
 	// The rate limiter, then the breaker right before the call: once the
 	// breaker is open, only calls past this point may still start.
-	pass, wait, err := h.guard.admit(ctx, a, &it, model, pol.Timeout)
+	pass, wait, err := h.guard.admit(ctx, a, send, model, pol.Timeout)
 	if err != nil {
-		return a.release(ctx, err, nil)
+		return false, a.release(ctx, err, nil)
 	}
 	if wait > 0 {
-		return a.release(ctx, errWaiting, nil, wait)
+		return false, a.release(ctx, errWaiting, nil, wait)
 	}
 	calls, err := h.store.StartCall(ctx, a.job, a.id, a.token, pol.MaxAttempts)
 	if err != nil {
@@ -204,23 +234,23 @@ func (a *attempt) run(ctx context.Context) error {
 	}
 	switch {
 	case errors.Is(err, checkpoint.ErrBudgetSpent):
-		return a.spent(ctx)
+		return false, a.spent(ctx)
 	case errors.Is(err, checkpoint.ErrClaimLost):
-		return nil
+		return false, nil
 	case err != nil:
-		return a.release(ctx, err, nil)
+		return false, a.release(ctx, err, nil)
 	}
 
 	callCtx, cancel := attemptContext(ctx, pol, now)
 	start := h.now()
-	comp, err := h.client.Complete(callCtx, &it, pol.Model)
+	comp, err := h.client.Complete(callCtx, send, pol.Model)
 	cancel()
 	h.metrics.callSeconds.Observe(h.now().Sub(start).Seconds())
 	if ctx.Err() != nil {
 		// The worker is shutting down (or asynq gave up on the task): asynq
 		// requeues the task; hand the item back without a verdict.
 		h.guard.abandon(context.WithoutCancel(ctx), a, pass)
-		return a.release(context.WithoutCancel(ctx), ctx.Err(), nil)
+		return false, a.release(context.WithoutCancel(ctx), ctx.Err(), nil)
 	}
 	var pe *provider.Error
 	if err != nil {
@@ -229,26 +259,41 @@ func (a *attempt) run(ctx context.Context) error {
 	h.guard.settle(context.WithoutCancel(ctx), a, pass, comp, pe)
 	if err == nil {
 		h.metrics.calls.WithLabelValues("ok").Inc()
-		return a.commit(ctx, &it, comp, calls)
+		return false, a.commit(ctx, it, comp, calls, fit, model)
 	}
 	h.metrics.calls.WithLabelValues(string(pe.Class)).Inc()
 	f := a.failure(pe, calls)
 	switch {
+	case pe.Class == provider.ContextOverflow:
+		// Our count and the provider's differ: shrink once more with the
+		// limit it reported, and call again at once (this costs the one
+		// attempt already spent, never more).
+		if pol.OnOverflow != OverflowFail && !fit.recovered {
+			if err := a.shrink(it, send, model, fit, pe); err != nil {
+				f.Reason = err.Error()
+				return false, a.fail(ctx, pe.Class, f.Reason, f, true)
+			}
+			if calls < pol.MaxAttempts {
+				a.log().Info("context overflow reported by the provider: prompt shrunk, calling again", "tokens_dropped", fit.dropped)
+				return true, nil
+			}
+		}
+		return false, a.fail(ctx, pe.Class, f.Reason, f, true)
 	case pe.Class == provider.Expired:
-		return a.expire(ctx)
+		return false, a.expire(ctx)
 	case !pe.Class.Retryable():
-		return a.fail(ctx, pe.Class, f.Reason, f, true)
+		return false, a.fail(ctx, pe.Class, f.Reason, f, true)
 	case calls >= pol.MaxAttempts:
 		f.Reason = fmt.Sprintf("%s (after %d attempts)", f.Reason, calls)
-		return a.fail(ctx, pe.Class, f.Reason, f, true)
+		return false, a.fail(ctx, pe.Class, f.Reason, f, true)
 	}
 	delay := Backoff(pol.BackoffMin, pol.BackoffMax, calls, pe.RetryAfter)
 	if err := h.store.Release(ctx, a.job, a.id, a.token, f); err != nil && !errors.Is(err, checkpoint.ErrClaimLost) {
-		return err
+		return false, err
 	}
 	a.log().Debug("attempt failed, will retry", "class", pe.Class, "attempt", calls, "delay", delay)
 	h.metrics.retries.WithLabelValues(string(pe.Class)).Inc()
-	return &RetryError{Err: pe, Delay: delay}
+	return false, &RetryError{Err: pe, Delay: delay}
 }
 
 // attemptContext bounds one call by the per-attempt timeout and the job
@@ -290,10 +335,12 @@ func (a *attempt) failure(pe *provider.Error, calls int) *checkpoint.Failure {
 	return &checkpoint.Failure{Class: string(pe.Class), Reason: reason, Attempts: calls, Status: pe.Status, FirstFailed: first, LastFailed: now}
 }
 
-func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Completion, calls int) error {
+func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Completion, calls int, fit *fitted, model string) error {
 	r := checkpoint.Result{
 		ID: a.id, Output: comp.Content, Model: comp.Model, Attempts: calls,
 		TokensIn: comp.TokensIn, TokensOut: comp.TokensOut, FinishedAt: a.h.now().UTC(), Metadata: it.Metadata,
+		Truncated: fit.truncated, TokensDropped: fit.dropped,
+		CostUSD: a.cost(comp, model),
 	}
 	// The call succeeded: record it even if the worker is told to stop now.
 	out, err := a.h.store.Commit(context.WithoutCancel(ctx), a.job, a.token, r)

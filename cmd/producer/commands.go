@@ -20,6 +20,7 @@ import (
 	"github.com/llmfleet/llmfleet/embedded"
 	"github.com/llmfleet/llmfleet/input"
 	"github.com/llmfleet/llmfleet/jobs"
+	"github.com/llmfleet/llmfleet/models"
 	"github.com/llmfleet/llmfleet/provider"
 	"github.com/llmfleet/llmfleet/redisconn"
 )
@@ -55,7 +56,7 @@ func newRoot(a *app) *cobra.Command {
 	})
 	root.PersistentFlags().StringVar(&a.redisURL, "redis", "", "Redis URL: redis://, rediss:// (TLS), redis-sentinel://, redis-cluster:// (default $REDIS_URL, else "+redisconn.DefaultURL+")")
 	root.AddCommand(a.runCmd(), a.statusCmd(), a.exportCmd(), a.jobsCmd(), a.cancelCmd(), a.deleteCmd(),
-		a.failedCmd(), a.replayCmd(), a.mergeCmd())
+		a.failedCmd(), a.replayCmd(), a.mergeCmd(), a.budgetCmd())
 	return root
 }
 
@@ -92,6 +93,10 @@ type runFlags struct {
 	backoffMin, backoffMax, timeout, deadlineIn, retention         time.Duration
 	strict, jsonOut, jsonOutput, embedded                          bool
 	simFaults                                                      string
+	contextLimit, reserveOutput                                    int
+	onOverflow, modelsFile                                         string
+	budgetUSD                                                      float64
+	budgetTokens                                                   int64
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -137,6 +142,12 @@ interrupted).`,
 	fl.BoolVar(&f.embedded, "embedded", false, "run everything in this process (in-memory Redis, workers, and the simulator when no provider is set) and write NAME.results.jsonl and NAME.failed.csv")
 	fl.IntVar(&f.concurrency, "concurrency", 0, "enqueue round trips at once (default 16); with --embedded, the worker pool size")
 	fl.StringVar(&f.baseURL, "base-url", "", "with --embedded: OpenAI-compatible API base URL (default $OPENAI_BASE_URL)")
+	fl.IntVar(&f.contextLimit, "context-limit", 0, "context window in tokens (default: the model table's; unknown models are not checked before the call)")
+	fl.IntVar(&f.reserveOutput, "reserve-output", 512, "tokens kept for the answer when an item sets no max_tokens")
+	fl.StringVar(&f.onOverflow, "on-overflow", "truncate", "a prompt over the context window: truncate (keep system messages and the last exchange, trim by tokens) or fail")
+	fl.StringVar(&f.modelsFile, "models", "", "JSON file overriding the model table: {\"model\": {\"context_window\", \"max_output\", \"input_usd_per_mtok\", \"output_usd_per_mtok\"}}")
+	fl.Float64Var(&f.budgetUSD, "budget-usd", 0, "pause the job when its estimated cost reaches this many dollars (0 = no budget)")
+	fl.Int64Var(&f.budgetTokens, "budget-tokens", 0, "pause the job when it has used this many tokens, prompt and completion (0 = no budget)")
 	fl.StringVar(&f.simFaults, "sim-faults", "", "with --embedded and the simulator: random fault mix (default "+embedded.DemoFaults+"; none for no faults)")
 	return c
 }
@@ -150,6 +161,20 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 		Model: f.model, System: f.system, JSONOutput: f.jsonOutput, Queue: f.queue,
 		MaxAttempts: f.maxAttempts, BackoffMin: f.backoffMin, BackoffMax: f.backoffMax,
 		Timeout: f.timeout, Retention: f.retention,
+		ContextLimit: f.contextLimit, ReserveOutput: f.reserveOutput, OnOverflow: f.onOverflow,
+		BudgetUSD: f.budgetUSD, BudgetTokens: f.budgetTokens,
+	}
+	if f.modelsFile != "" {
+		fh, err := os.Open(f.modelsFile)
+		if err != nil {
+			return usage("--models: %v", err)
+		}
+		t, err := models.Load(fh)
+		fh.Close()
+		if err != nil {
+			return usage("--models %s: %v", f.modelsFile, err)
+		}
+		pol.Models = t
 	}
 	if strings.HasPrefix(f.template, "@") {
 		b, err := os.ReadFile(f.template[1:])
@@ -212,7 +237,7 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 	defer rdb.Close()
 	client := asynq.NewClientFromRedisClient(rdb)
 	defer client.Close()
-	sum, err := jobs.Submit(ctx, jobs.Deps{Store: checkpoint.New(rdb), Client: client}, so)
+	sum, err := jobs.Submit(ctx, jobs.Deps{Store: checkpoint.New(rdb), Client: client, Inspector: asynq.NewInspectorFromRedisClient(rdb)}, so)
 	a.printSummary(f.jsonOut, sum)
 	if err != nil {
 		return err
@@ -486,5 +511,58 @@ func (a *app) deleteCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&job, "job", "", "job name")
+	return c
+}
+
+func (a *app) budgetCmd() *cobra.Command {
+	var job string
+	var usd float64
+	var tok int64
+	c := &cobra.Command{
+		Use:   "budget --job NAME [--budget-usd X] [--budget-tokens N]",
+		Short: "Change a job's budget; a job paused by its budget resumes when the new one allows more",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := requireJob(job); err != nil {
+				return err
+			}
+			var ch jobs.BudgetChange
+			if c.Flags().Changed("budget-usd") {
+				ch.USD = &usd
+			}
+			if c.Flags().Changed("budget-tokens") {
+				ch.Tokens = &tok
+			}
+			if ch.USD == nil && ch.Tokens == nil {
+				return usage("budget needs --budget-usd or --budget-tokens (0 removes a budget)")
+			}
+			ctx := c.Context()
+			rdb, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			d := jobs.Deps{Store: checkpoint.New(rdb), Inspector: asynq.NewInspectorFromRedisClient(rdb)}
+			resumed, err := jobs.SetBudget(ctx, d, job, ch)
+			if err != nil {
+				return err
+			}
+			s, err := jobs.Load(ctx, d.Store, job)
+			if err != nil {
+				return err
+			}
+			msg := "budget updated"
+			if resumed {
+				msg = "budget updated: job resumed"
+			} else if s.State == "paused" {
+				msg = "budget updated, still paused: " + s.PausedReason
+			}
+			fmt.Fprintf(a.env.Stdout, "%s: %s (spent $%.4f estimated, %d tokens)\n", job, msg, s.CostUSD, s.TokensIn+s.TokensOut)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&job, "job", "", "job name")
+	c.Flags().Float64Var(&usd, "budget-usd", 0, "new cost budget in dollars (0 = none)")
+	c.Flags().Int64Var(&tok, "budget-tokens", 0, "new token budget (0 = none)")
 	return c
 }
