@@ -90,37 +90,43 @@ func TestSentinelConnects(t *testing.T) {
 		t.Fatalf("ACL WHOAMI = %q, %v; want %q (the URL's user, which asynq's own parser drops)", who, err, appUser)
 	}
 
-	// The checkpoint: a job created through the sentinel client is on the
-	// master.
+	exerciseFleet(t, ctx, rdb, b.admin)
+}
+
+// exerciseFleet runs what the producer and the worker do with their client
+// rdb: the checkpoint (one Lua script over a job's {job} keys) and asynq
+// (client, server, inspector, whose scripts touch one queue's {queue} keys).
+// check is a separate client to the same data, to see the writes landed.
+func exerciseFleet(t *testing.T, ctx context.Context, rdb, check redis.UniversalClient) {
+	t.Helper()
 	store := checkpoint.New(rdb)
 	pol := checkpoint.Policy{Queue: "default", MaxAttempts: 5, BackoffMin: time.Second, BackoffMax: time.Minute, Timeout: time.Minute, Retention: time.Hour}
-	if _, created, err := store.Open(ctx, "via-sentinel", pol); err != nil || !created {
-		t.Fatalf("Open: created %v, %v", created, err)
+	if _, created, err := store.Open(ctx, "fleet-paths", pol); err != nil || !created {
+		t.Fatalf("checkpoint Open: created %v, %v", created, err)
 	}
-	job, err := checkpoint.New(b.admin).Job(ctx, "via-sentinel")
+	job, err := checkpoint.New(check).Job(ctx, "fleet-paths")
 	if err != nil {
-		t.Fatalf("the job is not on the master: %v", err)
+		t.Fatalf("the job is not in Redis: %v", err)
 	}
 	if job.Policy.Queue != "default" || job.Policy.MaxAttempts != 5 {
-		t.Errorf("policy read back from the master: %+v", job.Policy)
+		t.Errorf("policy read back: %+v", job.Policy)
 	}
 
-	// asynq, as the producer uses it: a task enqueued through the sentinel
-	// client lands in the master's pending list.
+	// asynq, as the producer uses it: the task lands in the queue's pending
+	// list.
 	client := asynq.NewClientFromRedisClient(rdb)
-	info, err := client.EnqueueContext(ctx, asynq.NewTask("test:ping", []byte("hello")), asynq.Queue("sentinel"))
+	info, err := client.EnqueueContext(ctx, asynq.NewTask("test:ping", []byte("hello")), asynq.Queue("paths"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := b.admin.LLen(ctx, "asynq:{sentinel}:pending").Result(); err != nil || n != 1 {
-		t.Fatalf("master's pending list has %d tasks (%v), want 1", n, err)
+	if n, err := check.LLen(ctx, "asynq:{paths}:pending").Result(); err != nil || n != 1 {
+		t.Fatalf("pending list has %d tasks (%v), want 1", n, err)
 	}
 
-	// asynq, as the worker uses it: a server on the sentinel client runs
-	// the task.
+	// asynq, as the worker uses it: a server on the client runs the task.
 	ran := make(chan string, 1)
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency: 1, Queues: map[string]int{"sentinel": 1}, LogLevel: asynq.FatalLevel,
+		Concurrency: 1, Queues: map[string]int{"paths": 1}, LogLevel: asynq.FatalLevel,
 		ShutdownTimeout: time.Second,
 	})
 	mux := asynq.NewServeMux()
@@ -138,12 +144,12 @@ func TestSentinelConnects(t *testing.T) {
 			t.Errorf("handler got %q", got)
 		}
 	case <-ctx.Done():
-		t.Fatal("the asynq server on the sentinel client never ran the task")
+		t.Fatal("the asynq server never ran the task")
 	}
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err := insp.GetTaskInfo("sentinel", info.ID)
+		_, err := insp.GetTaskInfo("paths", info.ID)
 		if errors.Is(err, asynq.ErrTaskNotFound) {
 			break // done and deleted (no retention)
 		}

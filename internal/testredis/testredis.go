@@ -12,12 +12,14 @@ package testredis
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,7 +63,7 @@ func Start(t testing.TB) *Server {
 		if err != nil {
 			t.Fatalf("find a free port: %v", err)
 		}
-		s, err := start(bin, dir, port)
+		s, err := start(bin, dir, port, nil, "--save", "", "--appendonly", "no")
 		if err != nil {
 			lastErr = err
 			continue
@@ -73,17 +75,56 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-func start(bin, dir string, port int) (*Server, error) {
-	args := []string{
+// StartConfig runs redis-server the way a container would, with the
+// configuration file conf (none when "") followed by the command-line
+// options args, on a free loopback port in a temporary directory (port,
+// bind, dir, logfile and daemonize are overridden after args). It is ready
+// once it answers PING at all: a server with a password answers NOAUTH.
+// Persistence is as conf and args say.
+func StartConfig(t testing.TB, conf string, args ...string) *Server {
+	t.Helper()
+	bin := Binary()
+	if bin == "" {
+		t.Fatal("redis-server not found on PATH: install it (Debian: apt-get install redis-server) or run `make test`, which does")
+	}
+	dir := t.TempDir()
+	var lastErr error
+	for range 5 {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		head := args
+		if conf != "" {
+			head = append([]string{conf}, args...)
+		}
+		s, err := start(bin, dir, port, head)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		t.Cleanup(s.stop)
+		return s
+	}
+	t.Fatalf("start redis-server with %s: %v", conf, lastErr)
+	return nil
+}
+
+// start runs bin with head (a configuration file and options), then the
+// options that make it a test server, then extra.
+func start(bin, dir string, port int, head []string, extra ...string) (*Server, error) {
+	args := append(slices.Clone(head),
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--dir", dir,
-		"--save", "",
-		"--appendonly", "no",
 		"--daemonize", "no",
 		"--logfile", filepath.Join(dir, fmt.Sprintf("redis-%d.log", port)),
-	}
+	)
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
+	// A configuration error is printed before the log file is opened.
+	var output bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &output, &output
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -95,7 +136,7 @@ func start(bin, dir string, port int) (*Server, error) {
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-exited:
-			return nil, fmt.Errorf("redis-server on port %d exited: %v: %s", port, err, tail(filepath.Join(dir, fmt.Sprintf("redis-%d.log", port))))
+			return nil, fmt.Errorf("redis-server on port %d exited: %v: %s%s", port, err, strings.TrimSpace(output.String()), tail(filepath.Join(dir, fmt.Sprintf("redis-%d.log", port))))
 		default:
 		}
 		c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
@@ -103,7 +144,7 @@ func start(bin, dir string, port int) (*Server, error) {
 		err := c.Ping(ctx).Err()
 		cancel()
 		_ = c.Close()
-		if err == nil {
+		if err == nil || strings.HasPrefix(err.Error(), "NOAUTH") {
 			s.cmd = cmd
 			s.exited = exited
 			return s, nil
