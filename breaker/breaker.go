@@ -230,6 +230,9 @@ const (
 	RateLimited Outcome = "rl"
 	// Neutral: the provider answered, but the item was at fault.
 	Neutral Outcome = "neutral"
+	// Inconclusive: no sign of health (a timeout, a garbled answer). It does
+	// not count while closed, and a probe ending so reopens the breaker.
+	Inconclusive Outcome = "inconclusive"
 	// Abandoned: no verdict (the worker is stopping); only frees a probe slot.
 	Abandoned Outcome = "abandon"
 )

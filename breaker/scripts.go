@@ -85,6 +85,8 @@ elseif outcome == 'fail' then
   redis.call('ZADD', KEYS[5], now, item)
 elseif outcome == 'rl' then
   redis.call('ZADD', KEYS[4], now, item)
+elseif outcome == 'inconclusive' then
+  return ''
 else
   redis.call('DEL', KEYS[5])
 end

@@ -46,6 +46,8 @@ var (
 	ErrClaimLost    = errors.New("item is held by another attempt")
 	ErrBudgetSpent  = errors.New("attempt budget spent")
 	ErrItemNotFound = errors.New("item not found in job")
+	ErrJobEnded     = errors.New("job cancelled or past its deadline")
+	ErrJobFinished  = errors.New("job already finished")
 )
 
 var jobNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
@@ -144,6 +146,8 @@ type Job struct {
 	CostMicros int64
 	// PausedReason says why a paused job is paused.
 	PausedReason string
+	// SubmittingUntil is set while a producer is still recording items.
+	SubmittingUntil time.Time
 	// Models is the usage per model.
 	Models map[string]ModelUsage
 }
@@ -342,7 +346,8 @@ func parseJob(name string, m map[string]string, now time.Time) (Job, error) {
 		}
 		j.Models[name] = u
 	}
-	if j.State == StateRunning && !j.Policy.Deadline.IsZero() && now.After(j.Policy.Deadline) && !j.Finished() {
+	j.SubmittingUntil = fromMS(m["submitting_until"])
+	if (j.State == StateRunning || j.State == StatePaused) && !j.Policy.Deadline.IsZero() && now.After(j.Policy.Deadline) && !j.Finished() {
 		j.State = StateExpired
 	}
 	return j, nil
@@ -374,7 +379,8 @@ func (s *Store) Jobs(ctx context.Context) ([]Job, error) {
 		}
 		j, err := parseJob(n, m, s.now())
 		if err != nil {
-			return nil, err
+			// One damaged job must not hide the others.
+			j = Job{Name: n, State: State("damaged: " + err.Error())}
 		}
 		jobs = append(jobs, j)
 	}
@@ -497,7 +503,18 @@ type Claimed struct {
 // Claim marks the item active under token for one attempt and returns what
 // the attempt needs. It does not spend an attempt: StartCall does.
 func (s *Store) Claim(ctx context.Context, name, id, token string) (Claimed, error) {
-	res, err := claimScript.Run(ctx, s.rdb, keys(name), id, token, ms(s.now())).Slice()
+	return s.claim(ctx, name, id, token, "")
+}
+
+// ClaimReplay replays a failed item and claims it, in one step: its task
+// was run from asynq's archive (asynqmon's Run, the Inspector's RunTask),
+// which behaves like `producer replay`.
+func (s *Store) ClaimReplay(ctx context.Context, name, id, token string) (Claimed, error) {
+	return s.claim(ctx, name, id, token, "replay")
+}
+
+func (s *Store) claim(ctx context.Context, name, id, token, mode string) (Claimed, error) {
+	res, err := claimScript.Run(ctx, s.rdb, keys(name), id, token, ms(s.now()), mode).Slice()
 	if err != nil {
 		return Claimed{}, fmt.Errorf("claim item %q of job %q: %w", id, name, err)
 	}
@@ -540,7 +557,7 @@ func toInt(v any) int {
 // ErrBudgetSpent when max calls were already made and ErrClaimLost when
 // another attempt holds the item.
 func (s *Store) StartCall(ctx context.Context, name, id, token string, max int) (int, error) {
-	n, err := startCallScript.Run(ctx, s.rdb, keys(name), id, token, max).Int()
+	n, err := startCallScript.Run(ctx, s.rdb, keys(name), id, token, max, ms(s.now())).Int()
 	if err != nil {
 		return 0, fmt.Errorf("count call of item %q of job %q: %w", id, name, err)
 	}
@@ -549,6 +566,8 @@ func (s *Store) StartCall(ctx context.Context, name, id, token string, max int) 
 		return 0, ErrClaimLost
 	case -2:
 		return 0, ErrBudgetSpent
+	case -3:
+		return 0, ErrJobEnded
 	}
 	return n, nil
 }
@@ -625,13 +644,18 @@ func (s *Store) Release(ctx context.Context, name, id, token string, last *Failu
 }
 
 // Cancel marks the job cancelled and fails every pending item as cancelled.
-// Active items end on their own: their next check sees the cancellation.
+// Active items end on their own: their next check sees the cancellation. A
+// finished job cannot be cancelled.
 func (s *Store) Cancel(ctx context.Context, name string) (int, error) {
-	if _, err := s.Job(ctx, name); err != nil {
-		return 0, err
-	}
-	if err := s.rdb.HSet(ctx, keys(name)[kJob], "state", string(StateCancelled)).Err(); err != nil {
+	res, err := cancelScript.Run(ctx, s.rdb, keys(name)).Text()
+	if err != nil {
 		return 0, fmt.Errorf("cancel job %q: %w", name, err)
+	}
+	switch res {
+	case "missing":
+		return 0, fmt.Errorf("cancel job %q: %w", name, ErrJobNotFound)
+	case "finished":
+		return 0, fmt.Errorf("cancel job %q: %w", name, ErrJobFinished)
 	}
 	return s.Sweep(ctx, name, Failure{Class: "cancelled", Reason: "job cancelled"})
 }
@@ -743,7 +767,7 @@ func (s *Store) RecordDone(ctx context.Context, name string, entries []Entry, re
 
 // NoteEndpoint records the breaker endpoint a job's calls go through.
 func (s *Store) NoteEndpoint(ctx context.Context, name, endpoint string) error {
-	if err := s.rdb.HSet(ctx, keys(name)[kJob], EndpointField, endpoint).Err(); err != nil {
+	if err := noteEndpointScript.Run(ctx, s.rdb, keys(name), endpoint).Err(); err != nil {
 		return fmt.Errorf("note endpoint of job %q: %w", name, err)
 	}
 	return nil
@@ -850,4 +874,32 @@ func (s *Store) Resume(ctx context.Context, name string) (bool, error) {
 		return false, fmt.Errorf("resume job %q: %w", name, err)
 	}
 	return n == 1, nil
+}
+
+// AddUsage counts the usage of a call whose answer was not kept (invalid
+// output, filtered): it was paid, so budgets and totals include it.
+func (s *Store) AddUsage(ctx context.Context, name, model string, in, out int, costUSD float64) error {
+	if err := addUsageScript.Run(ctx, s.rdb, keys(name), model, in, out, int64(costUSD*1e6+0.5)).Err(); err != nil {
+		return fmt.Errorf("add usage to job %q: %w", name, err)
+	}
+	return nil
+}
+
+// Submitting holds the job open while a producer records items, until the
+// given time (refresh it while recording): workers that catch up with the
+// first batches must not finish the job early.
+func (s *Store) Submitting(ctx context.Context, name string, until time.Time) error {
+	if err := submittingScript.Run(ctx, s.rdb, keys(name), ms(until), ms(s.now())).Err(); err != nil {
+		return fmt.Errorf("hold job %q open: %w", name, err)
+	}
+	return nil
+}
+
+// Seal ends a submission (or notices one whose producer died) and finishes
+// the job if every item is done or failed.
+func (s *Store) Seal(ctx context.Context, name string) error {
+	if err := submittingScript.Run(ctx, s.rdb, keys(name), 0, ms(s.now())).Err(); err != nil {
+		return fmt.Errorf("seal job %q: %w", name, err)
+	}
+	return nil
 }

@@ -15,10 +15,21 @@ local function finish_check(now)
   local done = tonumber(t[2]) or 0
   local failed = tonumber(t[3]) or 0
   if total == 0 or done + failed < total then return end
+  -- A producer still recording items holds the job open: workers may have
+  -- caught up with the first batches.
+  if tonumber(redis.call('HGET', KEYS[1], 'submitting_until') or '0') > tonumber(now) then return end
   local ret = tonumber(t[5]) or 0
   if redis.call('HEXISTS', KEYS[1], 'finished_at') == 0 then
     redis.call('HSET', KEYS[1], 'finished_at', now)
-    if t[4] == 'running' then redis.call('HSET', KEYS[1], 'state', 'done') end
+    if t[4] == 'running' or t[4] == 'paused' then
+      local d = tonumber(redis.call('HGET', KEYS[1], 'deadline') or '0')
+      if d > 0 and tonumber(now) >= d and failed > 0 then
+        redis.call('HSET', KEYS[1], 'state', 'expired')
+      else
+        redis.call('HSET', KEYS[1], 'state', 'done')
+      end
+      redis.call('HDEL', KEYS[1], 'paused_reason')
+    end
     if ret > 0 then
       for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ret) end
     end
@@ -85,10 +96,10 @@ end
 return out
 `)
 
-// claimScript: ARGV id, token, now. Returns {verdict, calls, input, policy,
-// state, lasterr, replayed}. A failed item whose task had been archived is
-// replayed: its task can only run again because someone ran it from the
-// archive (asynqmon's Run, the Inspector's RunTask).
+// claimScript: ARGV id, token, now, mode. Returns {verdict, calls, input,
+// policy, state, lasterr, replayed, tokens_in, tokens_out, cost_micros}.
+// With mode "replay", a failed item is replayed first (its task was run
+// from asynq's archive, which the caller verified).
 var claimScript = redis.NewScript(luaCommon + luaReplay + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local id = ARGV[1]
@@ -96,9 +107,8 @@ local st = redis.call('HGET', KEYS[3], id)
 if not st then return {'unknown'} end
 local replayed = ''
 if st == 'failed' then
-  local f = redis.call('HGET', KEYS[8], id)
-  local ok, rec = pcall(cjson.decode, f or '{}')
-  if not (ok and type(rec) == 'table' and rec.archived) then return {st} end
+  if ARGV[4] ~= 'replay' then return {st} end
+  -- The caller checked that asynq ran this task from its archive.
   replay(id)
   st = 'pending'
   replayed = 'replayed'
@@ -117,11 +127,15 @@ return {'ok', tonumber(redis.call('HGET', KEYS[5], id) or '0'), redis.call('HGET
   tonumber(spend[1] or '0'), tonumber(spend[2] or '0'), tonumber(spend[3] or '0')}
 `)
 
-// startCallScript: ARGV id, token, max. Returns calls so far including this
-// one, -1 when the claim is lost, -2 when the budget is spent.
+// startCallScript: ARGV id, token, max, now. Returns calls so far including
+// this one, -1 when the claim is lost, -2 when the budget is spent, -3 when
+// the job was cancelled or its deadline passed since the claim.
 var startCallScript = redis.NewScript(`
 local id = ARGV[1]
 if redis.call('HGET', KEYS[6], id) ~= ARGV[2] then return -1 end
+local j = redis.call('HMGET', KEYS[1], 'state', 'deadline')
+local d = tonumber(j[2] or '0')
+if j[1] == 'cancelled' or j[1] == 'expired' or (d > 0 and tonumber(ARGV[4]) >= d) then return -3 end
 local c = tonumber(redis.call('HGET', KEYS[5], id) or '0')
 if c >= tonumber(ARGV[3]) then return -2 end
 redis.call('HINCRBY', KEYS[5], id, 1)
@@ -213,7 +227,11 @@ return n
 
 // markExpiredScript sets a running job's state to expired.
 var markExpiredScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'state') == 'running' then redis.call('HSET', KEYS[1], 'state', 'expired') end
+local st = redis.call('HGET', KEYS[1], 'state')
+if st == 'running' or st == 'paused' then
+  redis.call('HSET', KEYS[1], 'state', 'expired')
+  redis.call('HDEL', KEYS[1], 'paused_reason')
+end
 return 1
 `)
 
@@ -302,4 +320,48 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'running')
 redis.call('HDEL', KEYS[1], 'paused_reason')
 return 1
+`)
+
+// addUsageScript: ARGV model, tokens_in, tokens_out, cost_micros. Usage of a
+// call whose answer was not kept (invalid output, filtered): it was paid.
+var addUsageScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'tokens_in', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'tokens_out', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'cost_micros', ARGV[4])
+local m = 'model:' .. ARGV[1] .. ':'
+redis.call('HINCRBY', KEYS[1], m .. 'in', ARGV[2])
+redis.call('HINCRBY', KEYS[1], m .. 'out', ARGV[3])
+redis.call('HINCRBY', KEYS[1], m .. 'cost', ARGV[4])
+return 1
+`)
+
+// submittingScript: ARGV until_ms ('0' ends the submission), now. Ending
+// it runs the finish check the submission held back.
+var submittingScript = redis.NewScript(luaCommon + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == '0' then
+  redis.call('HDEL', KEYS[1], 'submitting_until')
+  finish_check(ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'submitting_until', ARGV[1])
+end
+return 1
+`)
+
+// noteEndpointScript: ARGV endpoint. Only for a job that exists: a late
+// worker must not recreate a deleted job.
+var noteEndpointScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'endpoint', ARGV[1])
+return 1
+`)
+
+// cancelScript marks a job cancelled unless it is missing or finished.
+var cancelScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+if redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then return 'finished' end
+redis.call('HSET', KEYS[1], 'state', 'cancelled')
+redis.call('HDEL', KEYS[1], 'paused_reason')
+return 'ok'
 `)

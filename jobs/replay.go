@@ -279,34 +279,64 @@ func (r *requeuer) loop() {
 }
 
 func (r *requeuer) requeue(id string) (string, error) {
-	tid := tasks.TaskID(r.job, id)
-	info, err := r.d.Inspector.GetTaskInfo(r.queue, tid)
-	switch {
-	case err == nil && info.State == asynq.TaskStateArchived:
-		if err := r.d.Inspector.RunTask(r.queue, tid); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+	return ensureTask(r.ctx, r.d, r.job, id, r.queue, r.opts)
+}
+
+// activeWait bounds how long ensureTask waits for a running task to end.
+const activeWait = 2 * time.Minute
+
+// ensureTask makes sure a pending item has a task that will run: it runs
+// the task from asynq's archive when it is there (a fresh one when asynq's
+// retry count of the archived one is half spent), enqueues it again when
+// asynq has dropped it, and leaves a live task alone. A task still running
+// may be on its way to the archive (its worker failing the item just as it
+// was replayed), so ensureTask waits for it to leave the active state.
+// It returns "archive", "enqueued" or "queued".
+func ensureTask(ctx context.Context, d Deps, job, id, queue string, opts []asynq.Option) (string, error) {
+	tid := tasks.TaskID(job, id)
+	deadline := time.Now().Add(activeWait)
+	for {
+		info, err := d.Inspector.GetTaskInfo(queue, tid)
+		switch {
+		case err == nil && info.State == asynq.TaskStateActive && time.Now().Before(deadline):
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		case err == nil && info.State == asynq.TaskStateArchived:
+			if info.Retried < info.MaxRetry/2 {
+				err := d.Inspector.RunTask(queue, tid)
+				if err == nil {
+					return "archive", nil
+				}
+				if !errors.Is(err, asynq.ErrTaskNotFound) {
+					return "", err
+				}
+			} else if err := d.Inspector.DeleteTask(queue, tid); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+				return "", err
+			}
+		case err == nil:
+			// Pending, scheduled or retry: a live task will run it.
+			return "queued", nil
+		case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
 			return "", err
-		} else if err == nil {
-			return "archive", nil
 		}
-	case err == nil:
-		// Pending, scheduled, retry or active: a live task will run it.
-		return "queued", nil
-	case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
-		return "", err
+		// asynq dropped it (archive cap, retention) or never archived it.
+		t, err := tasks.NewItemTask(job, id, opts...)
+		if err != nil {
+			return "", err
+		}
+		_, err = d.Client.EnqueueContext(ctx, t)
+		switch {
+		case errors.Is(err, asynq.ErrTaskIDConflict):
+			continue // it came back meanwhile: look again
+		case err != nil:
+			return "", err
+		}
+		return "enqueued", nil
 	}
-	// asynq dropped it (archive cap, retention) or it never was archived.
-	t, err := tasks.NewItemTask(r.job, id, r.opts...)
-	if err != nil {
-		return "", err
-	}
-	_, err = r.d.Client.EnqueueContext(r.ctx, t)
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return "queued", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	return "enqueued", nil
 }
 
 func (r *requeuer) close() (fromArchive, enqueued, already int, err error) {

@@ -49,6 +49,8 @@ type Status struct {
 	StartedAt          *time.Time           `json:"started_at"`
 	FinishedAt         *time.Time           `json:"finished_at"`
 	Deadline           *time.Time           `json:"deadline,omitempty"`
+	// Submitting says a producer is still recording items.
+	Submitting bool `json:"submitting,omitempty"`
 }
 
 // NewStatus turns a checkpoint snapshot into the status users see.
@@ -62,6 +64,7 @@ func NewStatus(j checkpoint.Job) Status {
 		Breaker: "closed",
 		CostUSD: j.Spend().CostUSD(), BudgetUSD: j.Policy.BudgetUSD, BudgetTokens: j.Policy.BudgetTokens,
 		PausedReason: j.PausedReason, Models: j.Models,
+		Submitting: j.SubmittingUntil.After(time.Now()),
 	}
 	if s.Models == nil {
 		s.Models = map[string]checkpoint.ModelUsage{}
@@ -83,9 +86,10 @@ func timePtr(t time.Time) *time.Time {
 
 // Ended reports whether the job has ended: every item done or failed
 // (items of an expired or cancelled job end failed, those in flight once
-// their call returns), or no item was ever accepted.
+// their call returns), or no item was ever accepted, and no producer is
+// still recording items.
 func (s Status) Ended() bool {
-	return s.Done+s.Failed >= s.Total
+	return s.Done+s.Failed >= s.Total && !s.Submitting
 }
 
 // Exit codes of `status --wait` and the embedded run.
@@ -183,6 +187,16 @@ func Wait(ctx context.Context, store *checkpoint.Store, job string, interval tim
 				_, err = store.Sweep(ctx, job, checkpoint.Failure{Class: string(provider.Cancelled), Reason: "job cancelled"})
 			}
 			if err != nil {
+				return s, err
+			}
+			if s, err = Load(ctx, store, job); err != nil {
+				return s, err
+			}
+		}
+		if s.Ended() && s.FinishedAt == nil && s.Total > 0 {
+			// Every item is done, but the job was held open by a producer
+			// that has since stopped refreshing (it crashed): finish it.
+			if err := store.Seal(ctx, job); err != nil {
 				return s, err
 			}
 			if s, err = Load(ctx, store, job); err != nil {

@@ -75,6 +75,10 @@ type Deps struct {
 // recordBatch is how many items are recorded per checkpoint round trip.
 const recordBatch = 500
 
+// submitHold is how long a submission holds its job open without a
+// refresh: a producer that dies mid-file releases it after this.
+const submitHold = 30 * time.Second
+
 // Submit records the input's items in the job (creating it, or checking the
 // flags against its stored policy) and enqueues what is not done, failed or
 // already queued. Items are recorded before they are enqueued, so a crash of
@@ -163,7 +167,32 @@ func Submit(ctx context.Context, d Deps, o SubmitOptions) (Summary, error) {
 		return sum, &UsageError{Msg: err.Error()}
 	}
 
-	enq := newEnqueuer(ctx, d.Client, pol, o.Job, o.Concurrency)
+	// Hold the job open while recording: workers that catch up with the
+	// first batches must not finish it early.
+	if err := d.Store.Submitting(ctx, o.Job, time.Now().Add(submitHold)); err != nil {
+		return sum, err
+	}
+	holdCtx, stopHold := context.WithCancel(ctx)
+	var holdWG sync.WaitGroup
+	holdWG.Go(func() {
+		t := time.NewTicker(submitHold / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-holdCtx.Done():
+				return
+			case <-t.C:
+				_ = d.Store.Submitting(holdCtx, o.Job, time.Now().Add(submitHold))
+			}
+		}
+	})
+	defer func() {
+		stopHold()
+		holdWG.Wait()
+		_ = d.Store.Seal(context.WithoutCancel(ctx), o.Job)
+	}()
+
+	enq := newEnqueuer(ctx, d, pol, o.Job, o.Concurrency)
 	var conflicts []input.Rejection
 	batch := make([]input.Record, 0, recordBatch)
 	flush := func() error {
@@ -357,6 +386,8 @@ func mergePolicy(stored, asked checkpoint.Policy, changed func(string) bool) (ch
 type enqueuer struct {
 	ctx      context.Context
 	client   *asynq.Client
+	insp     *asynq.Inspector
+	queue    string
 	job      string
 	opts     []asynq.Option
 	ids      chan string
@@ -367,11 +398,11 @@ type enqueuer struct {
 	err      error
 }
 
-func newEnqueuer(ctx context.Context, c *asynq.Client, pol checkpoint.Policy, job string, n int) *enqueuer {
+func newEnqueuer(ctx context.Context, d Deps, pol checkpoint.Policy, job string, n int) *enqueuer {
 	if n <= 0 {
 		n = 16
 	}
-	e := &enqueuer{ctx: ctx, client: c, job: job, opts: TaskOptions(pol), ids: make(chan string, n*4)}
+	e := &enqueuer{ctx: ctx, client: d.Client, insp: d.Inspector, queue: pol.Queue, job: job, opts: TaskOptions(pol), ids: make(chan string, n*4)}
 	for range n {
 		e.wg.Go(e.loop)
 	}
@@ -387,7 +418,8 @@ func TaskOptions(pol checkpoint.Policy) []asynq.Option {
 		// against a loop. A task run again from the archive keeps its count,
 		// so the headroom allows many replays.
 		asynq.MaxRetry(pol.MaxAttempts + 100),
-		asynq.Timeout(pol.Timeout + 5*time.Minute),
+		// Room for two calls (a context-overflow retry) and the waits.
+		asynq.Timeout(2*pol.Timeout + 5*time.Minute),
 	}
 }
 
@@ -403,9 +435,23 @@ func (e *enqueuer) loop() {
 		switch {
 		case err == nil:
 			e.enqueued.Add(1)
+		case errors.Is(err, asynq.ErrTaskIDConflict) && e.insp != nil:
+			// The item is pending, yet its id is taken: by a live task, or
+			// by an archived one (a replay that raced a failing worker),
+			// which must run again.
+			kind, cerr := ensureTask(e.ctx, Deps{Client: e.client, Inspector: e.insp}, e.job, id, e.queue, e.opts)
+			switch {
+			case cerr != nil:
+				err = cerr
+			case kind == "queued":
+				e.already.Add(1)
+			default:
+				e.enqueued.Add(1)
+			}
 		case errors.Is(err, asynq.ErrTaskIDConflict):
 			e.already.Add(1)
-		default:
+		}
+		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 			e.mu.Lock()
 			if e.err == nil {
 				e.err = fmt.Errorf("enqueue item %q: %w", id, err)

@@ -149,7 +149,8 @@ func (g *guard) settle(ctx context.Context, a *attempt, p pass, comp *provider.C
 	if p.limited {
 		used := 0
 		switch {
-		case pe == nil && comp != nil:
+		case comp != nil && comp.TokensIn+comp.TokensOut > 0:
+			// Answered (even if the answer is not kept): real usage.
 			used = comp.TokensIn + comp.TokensOut
 		case pe != nil && pe.Status != 0 && pe.Status != 429:
 			// The provider read the prompt even though the call failed.
@@ -176,6 +177,9 @@ func (g *guard) settle(ctx context.Context, a *attempt, p pass, comp *provider.C
 		o = breaker.RateLimited
 	case pe.Class.FeedsBreaker():
 		o = breaker.Failure
+	case pe.Class == provider.Timeout || pe.Class == provider.UpstreamInvalid || pe.Class == provider.InvalidOutput:
+		// No sign of health: a probe ending so must not close the breaker.
+		o = breaker.Inconclusive
 	case pe.Class == provider.Expired || pe.Class == provider.Cancelled:
 		o = breaker.Abandoned
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,8 @@ type Handler struct {
 	metrics *Metrics
 	now     func() time.Time
 	guard   *guard
+	// inspector tells a task run from asynq's archive from a re-dispatch.
+	inspector *asynq.Inspector
 
 	mu      sync.Mutex
 	expired map[string]bool // jobs this process already swept as expired
@@ -142,19 +145,65 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	switch c.Verdict {
 	case "ok":
-	case "done", "failed":
-		// Already finished (a re-dispatch, a rerun, a sweep): nothing to do.
+	case "failed":
+		return h.failedItemRun(ctx, p, token)
+	case "done":
+		// Already finished (a re-dispatch, a rerun): nothing to do.
 		h.metrics.skipped.Inc()
 		return nil
 	default:
 		h.log.Debug("dropping task of unknown job or item", "job", p.Job, "item", p.Item, "verdict", c.Verdict)
 		return nil
 	}
-	if c.Replayed {
-		h.log.Info("item replayed from the archive with a fresh attempt budget", "job", p.Job, "item", p.Item)
-	}
 	a := &attempt{h: h, job: p.Job, id: p.Item, token: token, claimed: c}
 	return a.run(ctx)
+}
+
+// failedItemRun handles a task whose item already failed. If asynq ran it
+// from its archive (asynqmon's Run button, the Inspector's RunTask), it is a
+// replay: a fresh attempt budget, as `producer replay` gives. Otherwise it
+// is a re-dispatch of a task whose failure was recorded but whose move to
+// the archive never happened (a worker killed in between): it goes back to
+// the archive without a call.
+func (h *Handler) failedItemRun(ctx context.Context, p tasks.ItemPayload, token string) error {
+	v, err := h.store.Item(ctx, p.Job, p.Item)
+	if err != nil {
+		return err
+	}
+	if v.Failure == nil || !v.Failure.Archived {
+		// Ended by a sweep (cancelled, expired): its record is final.
+		h.metrics.skipped.Inc()
+		return nil
+	}
+	if !h.ranFromArchive(ctx) {
+		return fmt.Errorf("%s: %s: %w", v.Failure.Class, v.Failure.Reason, asynq.SkipRetry)
+	}
+	c, err := h.store.ClaimReplay(ctx, p.Job, p.Item, token)
+	if err != nil {
+		return err
+	}
+	if c.Verdict != "ok" {
+		return nil
+	}
+	h.log.Info("item replayed from the archive with a fresh attempt budget", "job", p.Job, "item", p.Item)
+	a := &attempt{h: h, job: p.Job, id: p.Item, token: token, claimed: c}
+	return a.run(ctx)
+}
+
+// ranFromArchive reports whether the running task came out of asynq's
+// archive: its last error is still the SkipRetry that archived it. A task
+// re-dispatched after a lost lease carries asynq's lease error instead.
+func (h *Handler) ranFromArchive(ctx context.Context) bool {
+	if h.inspector == nil {
+		return false
+	}
+	id, _ := asynq.GetTaskID(ctx)
+	queue, _ := asynq.GetQueueName(ctx)
+	info, err := h.inspector.GetTaskInfo(queue, id)
+	if err != nil {
+		return false
+	}
+	return strings.HasSuffix(info.LastErr, asynq.SkipRetry.Error())
 }
 
 type attempt struct {
@@ -233,6 +282,12 @@ func (a *attempt) call(ctx context.Context, it, send *tasks.Item, model string, 
 		h.guard.abandon(context.WithoutCancel(ctx), a, pass)
 	}
 	switch {
+	case errors.Is(err, checkpoint.ErrJobEnded):
+		// Cancelled or past its deadline while this attempt waited.
+		if j, jerr := h.store.Job(ctx, a.job); jerr == nil && j.State == checkpoint.StateCancelled {
+			return false, a.fail(ctx, provider.Cancelled, "job cancelled", nil, false)
+		}
+		return false, a.expire(ctx)
 	case errors.Is(err, checkpoint.ErrBudgetSpent):
 		return false, a.spent(ctx)
 	case errors.Is(err, checkpoint.ErrClaimLost):
@@ -246,20 +301,26 @@ func (a *attempt) call(ctx context.Context, it, send *tasks.Item, model string, 
 	comp, err := h.client.Complete(callCtx, send, pol.Model)
 	cancel()
 	h.metrics.callSeconds.Observe(h.now().Sub(start).Seconds())
+	if err == nil {
+		// A paid answer is kept even if the worker is being stopped now.
+		bg := context.WithoutCancel(ctx)
+		h.guard.settle(bg, a, pass, comp, nil)
+		h.metrics.calls.WithLabelValues("ok").Inc()
+		return false, a.commit(bg, it, comp, calls, fit, model)
+	}
 	if ctx.Err() != nil {
 		// The worker is shutting down (or asynq gave up on the task): asynq
 		// requeues the task; hand the item back without a verdict.
 		h.guard.abandon(context.WithoutCancel(ctx), a, pass)
 		return false, a.release(context.WithoutCancel(ctx), ctx.Err(), nil)
 	}
-	var pe *provider.Error
-	if err != nil {
-		pe = provider.Classify(callCtx, err, nil)
-	}
+	pe := provider.Classify(callCtx, err, nil)
 	h.guard.settle(context.WithoutCancel(ctx), a, pass, comp, pe)
-	if err == nil {
-		h.metrics.calls.WithLabelValues("ok").Inc()
-		return false, a.commit(ctx, it, comp, calls, fit, model)
+	if comp != nil && comp.TokensIn+comp.TokensOut > 0 {
+		// Answered but not kept (invalid output, filtered): it was paid.
+		if err := h.store.AddUsage(context.WithoutCancel(ctx), a.job, comp.Model, comp.TokensIn, comp.TokensOut, a.cost(comp, model)); err != nil {
+			a.log().Warn("count the usage of a discarded answer", "err", err)
+		}
 	}
 	h.metrics.calls.WithLabelValues(string(pe.Class)).Inc()
 	f := a.failure(pe, calls)
@@ -285,6 +346,10 @@ func (a *attempt) call(ctx context.Context, it, send *tasks.Item, model string, 
 		return false, a.fail(ctx, pe.Class, f.Reason, f, true)
 	case calls >= pol.MaxAttempts:
 		f.Reason = fmt.Sprintf("%s (after %d attempts)", f.Reason, calls)
+		return false, a.fail(ctx, pe.Class, f.Reason, f, true)
+	}
+	if a.retriesLeft(ctx) <= 0 {
+		f.Reason = fmt.Sprintf("%s (asynq's retry headroom for this task is used up; replay the item)", f.Reason)
 		return false, a.fail(ctx, pe.Class, f.Reason, f, true)
 	}
 	delay := Backoff(pol.BackoffMin, pol.BackoffMax, calls, pe.RetryAfter)
@@ -432,6 +497,18 @@ func (a *attempt) expire(ctx context.Context) error {
 	return nil
 }
 
+// retriesLeft is how many more retries asynq allows this task. asynq
+// archives a task that returns an error past its MaxRetry whatever
+// IsFailure says; outside a task run (tests) it is unbounded.
+func (a *attempt) retriesLeft(ctx context.Context) int {
+	n, ok1 := asynq.GetRetryCount(ctx)
+	max, ok2 := asynq.GetMaxRetry(ctx)
+	if !ok1 || !ok2 {
+		return math.MaxInt
+	}
+	return max - n
+}
+
 // errWaiting is the cause of a retry that waits for the breaker or the
 // rate limiter.
 var errWaiting = errors.New("waiting for the fleet's breaker or rate limiter")
@@ -439,6 +516,11 @@ var errWaiting = errors.New("waiting for the fleet's breaker or rate limiter")
 // release hands the item back to pending and asks asynq for a retry that
 // spends nothing, after wait (default 1s).
 func (a *attempt) release(ctx context.Context, cause error, last *checkpoint.Failure, wait ...time.Duration) error {
+	if a.retriesLeft(ctx) <= 0 {
+		// asynq would archive the task whatever we return, leaving the item
+		// pending with no task: record that instead.
+		return a.fail(ctx, provider.Timeout, fmt.Sprintf("%v; asynq's retry headroom for this task is used up: replay the item", cause), nil, true)
+	}
 	if err := a.h.store.Release(ctx, a.job, a.id, a.token, last); err != nil && !errors.Is(err, checkpoint.ErrClaimLost) {
 		return err
 	}

@@ -165,6 +165,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	// a 429's Retry-After sets.
 	g.limiter = ratelimit.New(rdb, ratelimit.ProviderKey(base, cfg.Provider.APIKey), ratelimit.Limits{RPM: cfg.RPM, TPM: cfg.TPM})
 	h := NewHandler(checkpoint.New(rdb), completer, cfg.Logger, m, g)
+	h.inspector = asynq.NewInspectorFromRedisClient(rdb)
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
