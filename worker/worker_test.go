@@ -18,6 +18,7 @@ import (
 	"github.com/llmfleet/llmfleet/provider"
 	"github.com/llmfleet/llmfleet/redisconn"
 	"github.com/llmfleet/llmfleet/simulator"
+	"github.com/llmfleet/llmfleet/tasks"
 	"github.com/llmfleet/llmfleet/worker"
 )
 
@@ -313,5 +314,104 @@ func TestCancelStopsCalls(t *testing.T) {
 	}
 	if s.Failed < 150 {
 		t.Errorf("only %d items cancelled", s.Failed)
+	}
+}
+
+// A failed item's task that runs again without coming from the archive (a
+// re-dispatch after a lost lease, after the failure was recorded) goes back
+// to the archive without a provider call and without a fresh budget.
+func TestRedispatchOfFailedItemIsNotAReplay(t *testing.T) {
+	t.Parallel()
+	b := setup(t, simulator.Config{Seed: 6})
+	b.startWorker(t, 2)
+	prompt := "broken #fail:400"
+	b.submit(t, "rd", testPolicy(), item("x", prompt))
+	b.wait(t, "rd", 30*time.Second)
+	insp := b.deps.Inspector
+	tid := tasks.TaskID("rd", "x")
+	// Stand in for asynq's recoverer: the same task, not from the archive.
+	if err := insp.DeleteTask("default", tid); err != nil {
+		t.Fatal(err)
+	}
+	task, err := tasks.NewItemTask("rd", "x", jobs.TaskOptions(testPolicy())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.client.Enqueue(task); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, err := insp.GetTaskInfo("default", tid)
+		if err == nil && info.State == asynq.TaskStateArchived {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the re-dispatched task did not go back to the archive: %+v %v", info, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := b.calls(prompt); n != 1 {
+		t.Errorf("the provider saw %d calls, want 1: a re-dispatch is not a replay", n)
+	}
+	v := b.view(t, "rd", "x")
+	if v.Status != checkpoint.ItemFailed || v.Calls != 1 {
+		t.Errorf("item %s after %d calls, want still failed after 1", v.Status, v.Calls)
+	}
+}
+
+// blockingReader serves head, then waits for release before serving tail.
+type blockingReader struct {
+	head, tail *strings.Reader
+	release    chan struct{}
+}
+
+func (r *blockingReader) Read(p []byte) (int, error) {
+	if r.head.Len() > 0 {
+		return r.head.Read(p)
+	}
+	<-r.release
+	return r.tail.Read(p)
+}
+
+// Workers that finish the first batches while the producer is still
+// reading the input must not finish the job early.
+func TestJobIsNotDoneWhileItsItemsAreStillBeingRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, simulator.Config{Seed: 7})
+	b.startWorker(t, 16)
+	var head, tail strings.Builder
+	for i := range 500 {
+		head.WriteString(item(fmt.Sprintf("a%d", i), fmt.Sprintf("first %d", i)) + "\n")
+	}
+	for i := range 10 {
+		tail.WriteString(item(fmt.Sprintf("b%d", i), fmt.Sprintf("late %d", i)) + "\n")
+	}
+	in := &blockingReader{head: strings.NewReader(head.String()), tail: strings.NewReader(tail.String()), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := jobs.Submit(context.Background(), b.deps, jobs.SubmitOptions{Job: "slow", Input: in, InputName: "stdin", Format: "jsonl", Policy: testPolicy()})
+		done <- err
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, err := jobs.Load(context.Background(), b.store, "slow")
+		if err == nil && s.Done == 500 {
+			if s.Ended() || s.FinishedAt != nil || s.State != string(checkpoint.StateRunning) {
+				t.Fatalf("the job looks finished while the producer is still reading: %+v", s)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first 500 items were not done in time: %+v %v", s, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(in.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s := b.wait(t, "slow", 30*time.Second); s.Done != 510 || s.FinishedAt == nil {
+		t.Errorf("status %+v, want all 510 done and the job finished", s)
 	}
 }
