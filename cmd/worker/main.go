@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -61,7 +62,14 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (config,
 	fs.DurationVar(&c.worker.CheckInterval, "check-interval", time.Second, "how often delayed (retry) tasks become runnable (at least 1s)")
 	fs.StringVar(&c.worker.Provider.BaseURL, "base-url", getenv("OPENAI_BASE_URL"), "OpenAI-compatible API base URL (default $OPENAI_BASE_URL, else OpenAI)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
-	rpm, tpm := envInt(getenv, "LLMFLEET_RPM"), envInt(getenv, "LLMFLEET_TPM")
+	rpm, err := envInt(getenv, "LLMFLEET_RPM")
+	if err != nil {
+		return c, usageError{err}
+	}
+	tpm, err := envInt(getenv, "LLMFLEET_TPM")
+	if err != nil {
+		return c, usageError{err}
+	}
 	fs.IntVar(&c.worker.RPM, "rpm", rpm, "provider's requests per minute, for the whole fleet (default $LLMFLEET_RPM; 0 = unlimited)")
 	fs.IntVar(&c.worker.TPM, "tpm", tpm, "provider's tokens per minute, for the whole fleet (default $LLMFLEET_TPM; 0 = unlimited)")
 	b := &c.worker.Breaker
@@ -121,13 +129,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if base == "" {
 		base = "https://api.openai.com/v1"
 	}
-	log.Info("provider", "version", version, "base_url", base, "api_key_set", c.worker.Provider.APIKey != "", "redis", redisconn.Redact(orDefault(c.redisURL)))
+	log.Info("provider", "version", version, "base_url", redactURL(base), "api_key_set", c.worker.Provider.APIKey != "", "redis", redisconn.Redact(orDefault(c.redisURL)))
 	return worker.Run(ctx, rdb, c.worker)
 }
 
-func envInt(getenv func(string) string, name string) int {
-	n, _ := strconv.Atoi(getenv(name))
-	return n
+// envInt reads a whole number from the environment; unset is 0.
+func envInt(getenv func(string) string, name string) (int, error) {
+	v := getenv(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s=%q is not a whole number of at least 0", name, v)
+	}
+	return n, nil
 }
 
 func orDefault(u string) string {
@@ -135,4 +151,18 @@ func orDefault(u string) string {
 		return redisconn.DefaultURL
 	}
 	return u
+}
+
+// redactURL drops what a base URL may carry that is secret: user info and
+// the query (some gateways take the key as ?api-key=).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	u.User = nil
+	if u.RawQuery != "" {
+		u.RawQuery = "redacted"
+	}
+	return u.String()
 }
