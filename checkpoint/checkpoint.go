@@ -347,7 +347,7 @@ func parseJob(name string, m map[string]string, now time.Time) (Job, error) {
 		j.Models[name] = u
 	}
 	j.SubmittingUntil = fromMS(m["submitting_until"])
-	if (j.State == StateRunning || j.State == StatePaused) && !j.Policy.Deadline.IsZero() && now.After(j.Policy.Deadline) && !j.Finished() {
+	if (j.State == StateRunning || j.State == StatePaused) && !j.Policy.Deadline.IsZero() && !now.Before(j.Policy.Deadline) && !j.Finished() {
 		j.State = StateExpired
 	}
 	return j, nil

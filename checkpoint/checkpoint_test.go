@@ -198,13 +198,14 @@ func TestOpen(t *testing.T) {
 		b.open(t, "j1", p)
 		b.record(t, "j1", "a")
 
-		b.clock.Advance(time.Hour)
+		b.clock.Advance(time.Hour - time.Millisecond)
 		if j := b.job(t, "j1"); j.State != checkpoint.StateRunning {
-			t.Fatalf("state at the deadline = %q, want running", j.State)
+			t.Fatalf("state just before the deadline = %q, want running", j.State)
 		}
+		// At the deadline itself no call may start (StartCall agrees).
 		b.clock.Advance(time.Millisecond)
 		if j := b.job(t, "j1"); j.State != checkpoint.StateExpired {
-			t.Fatalf("state past the deadline = %q, want expired", j.State)
+			t.Fatalf("state at the deadline = %q, want expired", j.State)
 		}
 		jobs, err := b.store.Jobs(b.ctx)
 		if err != nil || len(jobs) != 1 || jobs[0].State != checkpoint.StateExpired {

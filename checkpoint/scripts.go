@@ -29,6 +29,9 @@ local function finish_check(now)
         redis.call('HSET', KEYS[1], 'state', 'done')
       end
       redis.call('HDEL', KEYS[1], 'paused_reason')
+    elseif t[4] == 'expired' and failed == 0 then
+      -- Marked expired, yet every item made it: nothing expired.
+      redis.call('HSET', KEYS[1], 'state', 'done')
     end
     if ret > 0 then
       for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ret) end
