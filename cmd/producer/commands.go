@@ -185,19 +185,9 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 	} else {
 		pol.Template = f.template
 	}
-	switch {
-	case f.deadline != "" && f.deadlineIn != 0:
-		return usage("--deadline and --deadline-in are exclusive")
-	case f.deadline != "":
-		t, err := time.Parse(time.RFC3339, f.deadline)
-		if err != nil {
-			return usage("--deadline %q is not an RFC 3339 time (e.g. 2026-12-01T18:00:00Z)", f.deadline)
-		}
-		pol.Deadline = t.UTC()
-	case f.deadlineIn < 0:
-		return usage("--deadline-in must be positive, got %s", f.deadlineIn)
-	case f.deadlineIn > 0:
-		pol.Deadline = time.Now().Add(f.deadlineIn).UTC().Truncate(time.Millisecond)
+	var err error
+	if pol.Deadline, err = parseDeadline(f.deadline, f.deadlineIn); err != nil {
+		return err
 	}
 	if err := jobs.ValidatePolicy(pol); err != nil {
 		return err
@@ -246,6 +236,26 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 		return &exitError{code: 3}
 	}
 	return nil
+}
+
+// parseDeadline reads --deadline (RFC 3339) or --deadline-in (from now);
+// zero when neither is set.
+func parseDeadline(at string, in time.Duration) (time.Time, error) {
+	switch {
+	case at != "" && in != 0:
+		return time.Time{}, usage("--deadline and --deadline-in are exclusive")
+	case at != "":
+		t, err := time.Parse(time.RFC3339, at)
+		if err != nil {
+			return time.Time{}, usage("--deadline %q is not an RFC 3339 time (e.g. 2026-12-01T18:00:00Z)", at)
+		}
+		return t.UTC(), nil
+	case in < 0:
+		return time.Time{}, usage("--deadline-in must be positive, got %s", in)
+	case in > 0:
+		return time.Now().Add(in).UTC().Truncate(time.Millisecond), nil
+	}
+	return time.Time{}, nil
 }
 
 func (a *app) printSummary(asJSON bool, s jobs.Summary) {

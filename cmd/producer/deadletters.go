@@ -136,17 +136,9 @@ for that item.`,
 				return usage("--class %q is not an error class (one of %s)", class, classList())
 			}
 			o := jobs.ReplayOptions{Job: job, Items: items, Class: class, All: all}
-			switch {
-			case deadline != "" && deadlineIn != 0:
-				return usage("--deadline and --deadline-in are exclusive")
-			case deadline != "":
-				t, err := time.Parse(time.RFC3339, deadline)
-				if err != nil {
-					return usage("--deadline %q is not an RFC 3339 time", deadline)
-				}
-				o.Deadline = t.UTC()
-			case deadlineIn > 0:
-				o.Deadline = time.Now().Add(deadlineIn).UTC().Truncate(time.Millisecond)
+			var err error
+			if o.Deadline, err = parseDeadline(deadline, deadlineIn); err != nil {
+				return err
 			}
 			if edit != "" {
 				f, err := os.Open(edit)
