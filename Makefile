@@ -1,5 +1,8 @@
 # llmfleet — `make help` lists the targets.
 
+SHELL       := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
 GO        ?= go
 PKGS      ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 25m -parallel 4
@@ -25,7 +28,7 @@ test: redis ## Run every test with -race against real redis-server processes
 
 .PHONY: bench
 bench: redis ## Print measured figures (throughput, memory); nothing is asserted
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -count 1 ./... 2>&1 | grep -Ev '^(PASS|ok|\?) '
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -count 1 ./... 2>&1 | grep -Ev '^(PASS$$|ok |\? )'
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck

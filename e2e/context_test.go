@@ -200,9 +200,11 @@ func TestBudgetPausesAndResumes(t *testing.T) {
 	}
 	st = f.status(t, "bud")
 	perItem := 22 // prompt + reply tokens of one item, by the simulator's count
-	if used := f.stats(t).TokensIn + f.stats(t).TokensOut; used > 400+concurrency*perItem {
+	used := f.stats(t).TokensIn + f.stats(t).TokensOut
+	if used > 400+concurrency*perItem {
 		t.Errorf("%d tokens used, over the 400 budget by more than the %d calls in flight", used, concurrency)
 	}
+	t.Logf("paused at %d tokens for a 400-token budget (overshoot %d, bound %d)", used, used-400, concurrency*perItem)
 	if st.Failed != 0 || st.Done == 60 {
 		t.Fatalf("status %+v: want some items left pending, none failed", st)
 	}
