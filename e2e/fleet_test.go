@@ -26,8 +26,9 @@ func TestFleetFinishesEveryItemOnceUnderFaults(t *testing.T) {
 	file, ids, prompts := writeItems(t, 500, func(i int) (string, string) {
 		return fmt.Sprintf("%04d", i), fmt.Sprintf("item %d: say something", i)
 	})
-	f.worker(t, "--concurrency", "16")
-	f.worker(t, "--concurrency", "16")
+	// A rare run of faults may trip the breaker: let it recover quickly.
+	f.worker(t, "--concurrency", "16", "--breaker-cooldown", "3s")
+	f.worker(t, "--concurrency", "16", "--breaker-cooldown", "3s")
 	sum, r := f.submit(t, file, "--job", "big", "--max-attempts", "10", "--timeout", "2s", "--backoff-max", "2s")
 	if r.code != 0 || sum.Total != 500 || sum.Enqueued != 500 {
 		t.Fatalf("run: exit %d, %+v", r.code, sum)

@@ -29,6 +29,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/llmfleet/llmfleet/breaker"
 	"github.com/llmfleet/llmfleet/checkpoint"
 	"github.com/llmfleet/llmfleet/jobs"
 	"github.com/llmfleet/llmfleet/provider"
@@ -109,7 +110,11 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 	defer rdb.Close()
 
 	pc := o.Provider
+	var brk breaker.Settings
 	if pc.BaseURL == "" && pc.APIKey == "" {
+		// The simulator's faults are random: should a run of them trip the
+		// breaker, the demo recovers in seconds, not minutes.
+		brk.Cooldown = 5 * time.Second
 		faults := o.SimulatorFaults
 		switch faults {
 		case "":
@@ -134,6 +139,7 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 		CheckInterval:   time.Second,
 		Provider:        pc,
 		Logger:          o.Logger,
+		Breaker:         brk,
 	})
 	if err != nil {
 		return out, err

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/llmfleet/llmfleet/breaker"
 	"github.com/llmfleet/llmfleet/checkpoint"
 	"github.com/llmfleet/llmfleet/internal/testredis"
 	"github.com/llmfleet/llmfleet/jobs"
@@ -75,6 +76,9 @@ func (b *bundle) startWorker(t *testing.T, concurrency int) *worker.Worker {
 		ShutdownTimeout: 2 * time.Second,
 		CheckInterval:   time.Second,
 		Provider:        provider.Config{BaseURL: b.sim.URL()},
+		// These tests fail many items on purpose; the fleet-wide breaker
+		// (tested in breaker/ and e2e/) must not pause them for minutes.
+		Breaker: breaker.Settings{ConsecutiveItems: 1000, MinItems: 1000, RateLimitedItems: 1000},
 	})
 	if err != nil {
 		t.Fatal(err)
