@@ -177,7 +177,7 @@ func TestRetryAfterHoldsTheWholeFleet(t *testing.T) {
 	answered := t429.Add(latency)
 	// Calls already past their check when the 429 came back may still
 	// arrive for a moment; none may start after that until the hold ends.
-	const inFlight = 150 * time.Millisecond
+	const inFlight = 400 * time.Millisecond
 	for _, at := range callTimes(t, s) {
 		if at.After(answered.Add(inFlight)) && at.Before(answered.Add(5*time.Second)) {
 			t.Errorf("a call arrived %s after the 429 was answered, inside its 5 s Retry-After", at.Sub(answered))
