@@ -83,8 +83,8 @@ const submitHold = 30 * time.Second
 // flags against its stored policy) and enqueues what is not done, failed or
 // already queued. Items are recorded before they are enqueued, so a crash of
 // the producer loses nothing; the next run enqueues what is missing.
-func Submit(ctx context.Context, d Deps, o SubmitOptions) (Summary, error) {
-	sum := Summary{Job: o.Job, RejectedLines: []input.Rejection{}}
+func Submit(ctx context.Context, d Deps, o SubmitOptions) (sum Summary, err error) {
+	sum = Summary{Job: o.Job, RejectedLines: []input.Rejection{}}
 	if err := checkpoint.ValidateJobName(o.Job); err != nil {
 		return sum, &UsageError{Msg: "--job: " + err.Error()}
 	}

@@ -9,8 +9,11 @@ import (
 // each rejected line with its reason.
 func PrintSummary(w io.Writer, s Summary) {
 	verb := "resumed"
-	if s.Created {
+	switch {
+	case s.Created:
 		verb = "created"
+	case s.Total == 0 && s.SkippedDone == 0:
+		verb = "not recorded"
 	}
 	fmt.Fprintf(w, "job %s %s: %d items — %d enqueued, %d already queued, %d already done, %d failed earlier (use replay), %d duplicate lines collapsed, %d lines rejected\n",
 		s.Job, verb, s.Total, s.Enqueued, s.AlreadyQueued, s.SkippedDone, s.SkippedFailed, s.DuplicatesCollapsed, s.Rejected)
