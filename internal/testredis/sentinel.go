@@ -61,22 +61,9 @@ func StartSentinel(t testing.TB, master *Server, opt SentinelOptions) *Sentinel 
 		opt.MasterName = "mymaster"
 	}
 	dir := t.TempDir()
-	var lastErr error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("find a free port: %v", err)
-		}
-		s, err := startSentinel(bin, dir, port, master, opt)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		t.Cleanup(s.stop)
-		return s
-	}
-	t.Fatalf("start redis-sentinel: %v", lastErr)
-	return nil
+	return onFreePort(t, "redis-sentinel", func(port int) (*Sentinel, error) {
+		return startSentinel(bin, dir, port, master, opt)
+	}, (*Sentinel).stop)
 }
 
 func startSentinel(bin []string, dir string, port int, master *Server, opt SentinelOptions) (*Sentinel, error) {

@@ -52,27 +52,7 @@ func Binary() string {
 // PING. It is stopped (and its directory removed) by t.Cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := Binary()
-	if bin == "" {
-		t.Fatal("redis-server not found on PATH: install it (Debian: apt-get install redis-server) or run `make test`, which does")
-	}
-	dir := t.TempDir()
-	var lastErr error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("find a free port: %v", err)
-		}
-		s, err := start(bin, dir, port, nil, "--save", "", "--appendonly", "no")
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		t.Cleanup(s.stop)
-		return s
-	}
-	t.Fatalf("start redis-server: %v", lastErr)
-	return nil
+	return launch(t, "redis-server", nil, "--save", "", "--appendonly", "no")
 }
 
 // StartConfig runs redis-server the way a container would, with the
@@ -83,31 +63,48 @@ func Start(t testing.TB) *Server {
 // Persistence is as conf and args say.
 func StartConfig(t testing.TB, conf string, args ...string) *Server {
 	t.Helper()
+	head := args
+	if conf != "" {
+		head = append([]string{conf}, args...)
+	}
+	return launch(t, "redis-server with "+conf, head)
+}
+
+// launch starts redis-server with head and extra (see start) on a free port.
+func launch(t testing.TB, what string, head []string, extra ...string) *Server {
+	t.Helper()
 	bin := Binary()
 	if bin == "" {
 		t.Fatal("redis-server not found on PATH: install it (Debian: apt-get install redis-server) or run `make test`, which does")
 	}
 	dir := t.TempDir()
+	return onFreePort(t, what, func(port int) (*Server, error) {
+		return start(bin, dir, port, head, extra...)
+	}, (*Server).stop)
+}
+
+// onFreePort runs try on a free loopback port, trying another port when
+// the chosen one was taken in between (up to 5 times), and registers stop
+// with t.Cleanup.
+func onFreePort[T any](t testing.TB, what string, try func(port int) (T, error), stop func(T)) T {
+	t.Helper()
 	var lastErr error
 	for range 5 {
 		port, err := freePort()
 		if err != nil {
 			t.Fatalf("find a free port: %v", err)
 		}
-		head := args
-		if conf != "" {
-			head = append([]string{conf}, args...)
-		}
-		s, err := start(bin, dir, port, head)
+		v, err := try(port)
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		t.Cleanup(s.stop)
-		return s
+		t.Cleanup(func() { stop(v) })
+		return v
 	}
-	t.Fatalf("start redis-server with %s: %v", conf, lastErr)
-	return nil
+	t.Fatalf("start %s: %v", what, lastErr)
+	var zero T
+	return zero
 }
 
 // start runs bin with head (a configuration file and options), then the
