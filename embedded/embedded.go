@@ -14,7 +14,6 @@
 package embedded
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -209,34 +208,13 @@ func printSummary(o Options, s jobs.Summary) {
 
 // readPrior loads an earlier run's results file: id → result line.
 func readPrior(path string) (map[string][]byte, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read earlier results: %w", err)
-	}
-	defer f.Close()
 	prior := map[string][]byte{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		var r struct {
-			ID *string `json:"id"`
-		}
-		b := sc.Bytes()
-		if len(b) == 0 {
-			continue
-		}
-		if err := json.Unmarshal(b, &r); err != nil || r.ID == nil {
-			return nil, fmt.Errorf("earlier results %s line %d is not a result line; move the file away to start over", path, line)
-		}
-		prior[*r.ID] = append([]byte(nil), b...)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read earlier results %s: %w", path, err)
+	err := jobs.ReadResults(path, func(id string, line []byte, _ time.Time) { prior[id] = line })
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read earlier results: %w; move the file away to start over", err)
 	}
 	return prior, nil
 }

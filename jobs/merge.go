@@ -72,7 +72,7 @@ func Merge(out string, files []string) (MergeSummary, error) {
 		var err error
 		switch {
 		case strings.HasSuffix(path, ".jsonl"):
-			err = readResults(path, func(id string, line []byte, finished time.Time) {
+			err = ReadResults(path, func(id string, line []byte, finished time.Time) {
 				note(id)
 				cur, ok := results[id]
 				switch {
@@ -85,6 +85,9 @@ func Merge(out string, files []string) (MergeSummary, error) {
 				}
 				results[id] = mergedResult{line: line, finished: finished}
 			})
+			if err != nil {
+				err = fmt.Errorf("merge: %w", err)
+			}
 		case strings.HasSuffix(path, ".csv"):
 			err = readFailed(path, func(header []string, row map[string]string) {
 				for _, c := range header {
@@ -163,10 +166,13 @@ func Merge(out string, files []string) (MergeSummary, error) {
 	return sum, err
 }
 
-func readResults(path string, fn func(id string, line []byte, finished time.Time)) error {
+// ReadResults calls fn for each line of a results file (export's JSONL)
+// with the line's id and finished_at; blank lines are skipped, and a line
+// that is not a result is an error naming it.
+func ReadResults(path string, fn func(id string, line []byte, finished time.Time)) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("merge: %w", err)
+		return err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -183,12 +189,12 @@ func readResults(path string, fn func(id string, line []byte, finished time.Time
 			FinishedAt time.Time `json:"finished_at"`
 		}
 		if err := json.Unmarshal(b, &r); err != nil || r.ID == nil {
-			return fmt.Errorf("merge: %s line %d is not a result line (want a JSON object with an id)", path, n)
+			return fmt.Errorf("%s line %d is not a result line (want a JSON object with an id)", path, n)
 		}
 		fn(*r.ID, append([]byte(nil), b...), r.FinishedAt)
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("merge: %s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }
