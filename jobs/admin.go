@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hibiken/asynq"
 
@@ -21,54 +22,71 @@ func Cancel(ctx context.Context, store *checkpoint.Store, job string) (int, erro
 
 // Delete removes a job's queued tasks and then its state. Tasks that are
 // running finish harmlessly: the handler drops tasks of unknown jobs.
-func Delete(ctx context.Context, d Deps, job string) (tasksDeleted int, err error) {
+func Delete(ctx context.Context, d Deps, job string) (int, error) {
 	j, err := d.Store.Job(ctx, job)
 	if err != nil {
 		return 0, err
 	}
-	ids := make(chan string, 256)
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for id := range ids {
-				err := d.Inspector.DeleteTask(j.Policy.Queue, tasks.TaskID(job, id))
-				mu.Lock()
-				switch {
-				case err == nil:
-					tasksDeleted++
-				case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
-				default:
-					// Active tasks cannot be deleted; they end on their own.
-					if firstErr == nil && !isActiveErr(err) {
-						firstErr = fmt.Errorf("delete task of item %q: %w", id, err)
-					}
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	walkErr := d.Store.Walk(ctx, job, checkpoint.Want{Status: []checkpoint.ItemStatus{checkpoint.ItemPending, checkpoint.ItemActive, checkpoint.ItemFailed}},
-		func(vs []checkpoint.View) error {
-			for _, v := range vs {
-				select {
-				case ids <- v.ID:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
+	var deleted atomic.Int64
+	err = forEachItem(ctx, d.Store, job, []checkpoint.ItemStatus{checkpoint.ItemPending, checkpoint.ItemActive, checkpoint.ItemFailed},
+		func(id string) error {
+			err := d.Inspector.DeleteTask(j.Policy.Queue, tasks.TaskID(job, id))
+			switch {
+			case err == nil:
+				deleted.Add(1)
+			case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+			case isActiveErr(err):
+				// Active tasks cannot be deleted; they end on their own.
+			default:
+				return fmt.Errorf("delete task of item %q: %w", id, err)
 			}
 			return nil
 		})
+	if err != nil {
+		return int(deleted.Load()), err
+	}
+	return int(deleted.Load()), d.Store.Delete(ctx, job)
+}
+
+// itemConcurrency bounds the per-item asynq round trips run at once.
+const itemConcurrency = 16
+
+// forEachItem calls fn for every item of the job with one of statuses,
+// itemConcurrency at a time, reading the items in bounded batches. It stops
+// at the first error (of fn, the walk or ctx) and returns it.
+func forEachItem(ctx context.Context, store *checkpoint.Store, job string, statuses []checkpoint.ItemStatus, fn func(id string) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ids := make(chan string, itemConcurrency*4)
+	var wg sync.WaitGroup
+	for range itemConcurrency {
+		wg.Go(func() {
+			for id := range ids {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := fn(id); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+	walkErr := store.Walk(ctx, job, checkpoint.Want{Status: statuses}, func(vs []checkpoint.View) error {
+		for _, v := range vs {
+			select {
+			case ids <- v.ID:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+		return nil
+	})
 	close(ids)
 	wg.Wait()
-	if walkErr != nil {
-		return tasksDeleted, walkErr
+	if err := context.Cause(ctx); err != nil {
+		return err
 	}
-	if firstErr != nil {
-		return tasksDeleted, firstErr
-	}
-	return tasksDeleted, d.Store.Delete(ctx, job)
+	return walkErr
 }
 
 // isActiveErr reports asynq's refusal to delete a running task (it has no

@@ -3,7 +3,6 @@ package jobs
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/llmfleet/llmfleet/checkpoint"
 	"github.com/llmfleet/llmfleet/tasks"
@@ -60,22 +59,9 @@ func resumeIfAllowed(ctx context.Context, d Deps, job string) (bool, error) {
 	}
 	// Parked tasks wait in asynq's retry set; run them now. A task that is
 	// not waiting (pending, active) refuses, which is fine.
-	ids := make(chan string, 64)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for id := range ids {
-				_ = d.Inspector.RunTask(j.Policy.Queue, tasks.TaskID(job, id))
-			}
-		})
-	}
-	err = d.Store.Walk(ctx, job, checkpoint.Want{Status: []checkpoint.ItemStatus{checkpoint.ItemPending}}, func(vs []checkpoint.View) error {
-		for _, v := range vs {
-			ids <- v.ID
-		}
+	err = forEachItem(ctx, d.Store, job, []checkpoint.ItemStatus{checkpoint.ItemPending}, func(id string) error {
+		_ = d.Inspector.RunTask(j.Policy.Queue, tasks.TaskID(job, id))
 		return nil
 	})
-	close(ids)
-	wg.Wait()
 	return true, err
 }
