@@ -17,6 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/llmfleet/llmfleet/checkpoint"
+	"github.com/llmfleet/llmfleet/models"
 	"github.com/llmfleet/llmfleet/provider"
 	"github.com/llmfleet/llmfleet/tasks"
 )
@@ -211,6 +212,7 @@ type attempt struct {
 	job, id string
 	token   string
 	claimed checkpoint.Claimed
+	models  models.Table // see modelTable
 }
 
 func (a *attempt) log() *slog.Logger { return a.h.log.With("job", a.job, "item", a.id) }

@@ -39,7 +39,7 @@ func (a *attempt) window(it *tasks.Item, model string) (limit, window, reserve i
 	pol := a.claimed.Policy
 	window = pol.ContextLimit
 	if window == 0 {
-		if m, ok := models.Builtin().With(pol.Models).Lookup(model); ok {
+		if m, ok := a.modelTable().Lookup(model); ok {
 			window = m.ContextWindow
 		}
 	}
@@ -127,9 +127,18 @@ func (a *attempt) shrink(it, send *tasks.Item, model string, fit *fitted, pe *pr
 	return nil
 }
 
+// modelTable is the built-in model table with the job's overrides, built
+// once per attempt (the window check and the cost both read it).
+func (a *attempt) modelTable() models.Table {
+	if a.models == nil {
+		a.models = models.Builtin().With(a.claimed.Policy.Models)
+	}
+	return a.models
+}
+
 // cost estimates a call's cost from the model price table.
 func (a *attempt) cost(c *provider.Completion, model string) float64 {
-	t := models.Builtin().With(a.claimed.Policy.Models)
+	t := a.modelTable()
 	m, ok := t.Lookup(c.Model)
 	if !ok {
 		if m, ok = t.Lookup(model); !ok {
