@@ -385,12 +385,19 @@ func attemptContext(ctx context.Context, pol checkpoint.Policy, now time.Time) (
 	}
 }
 
-func (a *attempt) failure(pe *provider.Error, calls int) *checkpoint.Failure {
+// newFailure records a failure now, carrying over when the item first
+// failed from its last retryable failure.
+func (a *attempt) newFailure(class provider.Class, reason string, attempts, status int) *checkpoint.Failure {
 	now := a.h.now()
-	first := now
+	f := &checkpoint.Failure{Class: string(class), Reason: reason, Attempts: attempts, Status: status, FirstFailed: now, LastFailed: now}
 	if le := a.claimed.LastErr; le != nil && !le.FirstFailed.IsZero() {
-		first = le.FirstFailed
+		f.FirstFailed = le.FirstFailed
 	}
+	return f
+}
+
+// failure turns a classified provider error into a failure record.
+func (a *attempt) failure(pe *provider.Error, calls int) *checkpoint.Failure {
 	reason := pe.Message
 	if pe.Status != 0 {
 		code := ""
@@ -399,7 +406,7 @@ func (a *attempt) failure(pe *provider.Error, calls int) *checkpoint.Failure {
 		}
 		reason = fmt.Sprintf("HTTP %d%s: %s", pe.Status, code, pe.Message)
 	}
-	return &checkpoint.Failure{Class: string(pe.Class), Reason: reason, Attempts: calls, Status: pe.Status, FirstFailed: first, LastFailed: now}
+	return a.newFailure(pe.Class, reason, calls, pe.Status)
 }
 
 func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Completion, calls int, fit *fitted, model string) error {
@@ -430,11 +437,7 @@ func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Com
 // already holds the record and a replay needs no archived task.
 func (a *attempt) fail(ctx context.Context, class provider.Class, reason string, f *checkpoint.Failure, archive bool) error {
 	if f == nil {
-		now := a.h.now()
-		f = &checkpoint.Failure{Class: string(class), Reason: reason, Attempts: a.claimed.Calls, FirstFailed: now, LastFailed: now}
-		if le := a.claimed.LastErr; le != nil && !le.FirstFailed.IsZero() {
-			f.FirstFailed = le.FirstFailed
-		}
+		f = a.newFailure(class, reason, a.claimed.Calls, 0)
 	}
 	// The record says whether the task goes to the archive: running it from
 	// there later (asynqmon's Run) is then a replay.
@@ -459,16 +462,11 @@ func (a *attempt) fail(ctx context.Context, class provider.Class, reason string,
 // spent fails an item whose attempt budget is used up, with the class of its
 // last failure.
 func (a *attempt) spent(ctx context.Context) error {
-	class, reason := provider.Timeout, "attempt budget spent; the last attempt ended without an answer (worker lost)"
+	class, reason, status := provider.Timeout, "attempt budget spent; the last attempt ended without an answer (worker lost)", 0
 	if le := a.claimed.LastErr; le != nil {
-		class, reason = provider.Class(le.Class), le.Reason
+		class, reason, status = provider.Class(le.Class), le.Reason, le.Status
 	}
-	now := a.h.now()
-	f := &checkpoint.Failure{Class: string(class), Reason: fmt.Sprintf("%s (after %d attempts)", reason, a.claimed.Calls),
-		Attempts: a.claimed.Calls, FirstFailed: now, LastFailed: now}
-	if le := a.claimed.LastErr; le != nil {
-		f.Status, f.FirstFailed = le.Status, le.FirstFailed
-	}
+	f := a.newFailure(class, fmt.Sprintf("%s (after %d attempts)", reason, a.claimed.Calls), a.claimed.Calls, status)
 	return a.fail(ctx, class, f.Reason, f, true)
 }
 
