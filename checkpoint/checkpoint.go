@@ -657,7 +657,7 @@ func (s *Store) Cancel(ctx context.Context, name string) (int, error) {
 	case "finished":
 		return 0, fmt.Errorf("cancel job %q: %w", name, ErrJobFinished)
 	}
-	return s.Sweep(ctx, name, Failure{Class: "cancelled", Reason: "job cancelled"})
+	return s.SweepCancelled(ctx, name)
 }
 
 // Sweep fails every pending item of the job with f (an expired deadline or
@@ -702,6 +702,29 @@ func (s *Store) Sweep(ctx context.Context, name string, f Failure) (int, error) 
 			return total, nil
 		}
 	}
+}
+
+// The failures of job-level ends; the classes are package provider's
+// Cancelled and Expired.
+var (
+	cancelledFailure = Failure{Class: "cancelled", Reason: "job cancelled"}
+	expiredFailure   = Failure{Class: "expired", Reason: "job deadline passed"}
+)
+
+// SweepCancelled fails the pending items of a cancelled job as cancelled
+// (an item released by a worker after Cancel's own sweep, say).
+func (s *Store) SweepCancelled(ctx context.Context, name string) (int, error) {
+	return s.Sweep(ctx, name, cancelledFailure)
+}
+
+// Expire records that the job's deadline passed and fails its pending
+// items as expired, so its counts are final without waiting for each task
+// to come round. Workers and status --wait both call it; it is idempotent.
+func (s *Store) Expire(ctx context.Context, name string) (int, error) {
+	if err := s.MarkExpired(ctx, name); err != nil {
+		return 0, err
+	}
+	return s.Sweep(ctx, name, expiredFailure)
 }
 
 // MarkExpired records that the job's deadline passed.

@@ -11,7 +11,6 @@ import (
 
 	"github.com/llmfleet/llmfleet/breaker"
 	"github.com/llmfleet/llmfleet/checkpoint"
-	"github.com/llmfleet/llmfleet/provider"
 )
 
 // Status is `status --json`: one consistent snapshot of a job.
@@ -152,17 +151,6 @@ func Load(ctx context.Context, store *checkpoint.Store, job string) (Status, err
 	return s, nil
 }
 
-// Expire fails the pending items of a job whose deadline has passed, so its
-// counts are final without waiting for each task to come round. Workers do
-// the same; both are idempotent.
-func Expire(ctx context.Context, store *checkpoint.Store, job string) error {
-	if err := store.MarkExpired(ctx, job); err != nil {
-		return err
-	}
-	_, err := store.Sweep(ctx, job, checkpoint.Failure{Class: string(provider.Expired), Reason: "job deadline passed"})
-	return err
-}
-
 // Wait polls the job every interval until it ends, calling tick with each
 // snapshot, and returns the last one.
 func Wait(ctx context.Context, store *checkpoint.Store, job string, interval time.Duration, tick func(Status)) (Status, error) {
@@ -182,9 +170,9 @@ func Wait(ctx context.Context, store *checkpoint.Store, job string, interval tim
 			var err error
 			switch checkpoint.State(s.State) {
 			case checkpoint.StateExpired:
-				err = Expire(ctx, store, job)
+				_, err = store.Expire(ctx, job)
 			case checkpoint.StateCancelled:
-				_, err = store.Sweep(ctx, job, checkpoint.Failure{Class: string(provider.Cancelled), Reason: "job cancelled"})
+				_, err = store.SweepCancelled(ctx, job)
 			}
 			if err != nil {
 				return s, err

@@ -485,11 +485,7 @@ func (a *attempt) expire(ctx context.Context) error {
 	if done {
 		return nil
 	}
-	bg := context.WithoutCancel(ctx)
-	if err := h.store.MarkExpired(bg, a.job); err != nil {
-		return err
-	}
-	n, err := h.store.Sweep(bg, a.job, checkpoint.Failure{Class: string(provider.Expired), Reason: "job deadline passed"})
+	n, err := h.store.Expire(context.WithoutCancel(ctx), a.job)
 	if err != nil {
 		return err
 	}
