@@ -3,62 +3,16 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/llmfleet/llmfleet/internal/testredis"
 )
 
-// protectFleet is a redis-server and a simulator started with mockArgs.
-type protectFleet struct {
-	env     []string
-	mockURL string
-}
-
-func newProtectFleet(tb testing.TB, mockArgs ...string) *protectFleet {
-	tb.Helper()
-	rs := testredis.Start(tb)
-	addr := "127.0.0.1:" + strconv.Itoa(benchFreePort(tb))
-	benchStart(tb, os.Environ(), "mockllm", append([]string{"--addr", addr}, mockArgs...)...)
-	benchWaitHTTP(tb, "http://"+addr+"/v1/models")
-	f := &protectFleet{mockURL: "http://" + addr}
-	f.env = append(cleanEnv(), "REDIS_URL="+rs.URL, "OPENAI_BASE_URL="+f.mockURL+"/v1")
-	return f
-}
-
-func (f *protectFleet) stats(tb testing.TB) simStats {
-	tb.Helper()
-	resp, err := http.Get(f.mockURL + "/admin/stats")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var s simStats
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		tb.Fatal(err)
-	}
-	return s
-}
-
-func (f *protectFleet) faults(tb testing.TB, spec string) {
-	tb.Helper()
-	req, _ := http.NewRequest(http.MethodPut, f.mockURL+"/admin/faults", strings.NewReader(spec))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	resp.Body.Close()
-}
-
-func (f *protectFleet) submit(tb testing.TB, job string, n int, args ...string) {
+// submitN records n generated items as a job on the fleet.
+func submitN(tb testing.TB, f *fleet, job string, n int, args ...string) {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), job+".jsonl")
 	benchWriteItems(tb, path, n, func(i int) (string, string) { return fmt.Sprintf("%05d", i), fmt.Sprintf("%s item %d", job, i) })
@@ -73,8 +27,8 @@ func (f *protectFleet) submit(tb testing.TB, job string, n int, args ...string) 
 func BenchmarkGoodputUnderRPM(b *testing.B) {
 	benchNeedRedis(b)
 	const rpm, n = 600, 600
-	f := newProtectFleet(b, "--rpm", strconv.Itoa(rpm), "--seed", "21")
-	f.submit(b, "goodput", n, "--max-attempts", "20")
+	f := newFleet(b, "--rpm", strconv.Itoa(rpm), "--seed", "21")
+	submitN(b, f, "goodput", n, "--max-attempts", "20")
 	start := time.Now()
 	for range 3 {
 		benchStart(b, f.env, "worker", "--concurrency", "16", "--rpm", strconv.Itoa(rpm), "--check-interval", "1s")
@@ -97,13 +51,13 @@ func BenchmarkOutageCalls(b *testing.B) {
 	benchNeedRedis(b)
 	const outage = 60 * time.Second
 	type run struct {
-		f     *protectFleet
+		f     *fleet
 		calls int
 	}
 	runs := map[string]*run{"breaker": {}, "no_breaker": {}}
 	for name, r := range runs {
-		r.f = newProtectFleet(b, "--seed", "22", "--latency", "10ms")
-		r.f.submit(b, "outage", 3000, "--max-attempts", "1000", "--backoff-max", "10s")
+		r.f = newFleet(b, "--seed", "22", "--latency", "10ms")
+		submitN(b, r.f, "outage", 3000, "--max-attempts", "1000", "--backoff-max", "10s")
 		args := []string{"--concurrency", "8", "--check-interval", "1s", "--breaker-cooldown", "10s"}
 		if name == "no_breaker" {
 			args = append(args, "--no-breaker")
@@ -117,11 +71,11 @@ func BenchmarkOutageCalls(b *testing.B) {
 	var wg sync.WaitGroup
 	for _, r := range runs {
 		wg.Go(func() {
-			r.f.faults(b, "503=1")
+			r.f.setFaults(b, "503=1")
 			before := r.f.stats(b).Calls
 			time.Sleep(outage)
 			r.calls = r.f.stats(b).Calls - before
-			r.f.faults(b, "")
+			r.f.setFaults(b, "")
 		})
 	}
 	wg.Wait()

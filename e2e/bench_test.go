@@ -16,8 +16,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -231,9 +229,9 @@ type benchFleet struct {
 func newBenchFleet(tb testing.TB) *benchFleet {
 	tb.Helper()
 	rs := testredis.Start(tb)
-	addr := "127.0.0.1:" + strconv.Itoa(benchFreePort(tb))
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(tb))
 	benchStart(tb, os.Environ(), "mockllm", "--addr", addr)
-	benchWaitHTTP(tb, "http://"+addr+"/v1/models")
+	waitHTTP(tb, "http://"+addr+"/v1/models")
 	env := []string{"REDIS_URL=" + rs.URL, "OPENAI_BASE_URL=http://" + addr + "/v1"}
 	for _, kv := range os.Environ() {
 		switch k, _, _ := strings.Cut(kv, "="); k {
@@ -404,32 +402,4 @@ func benchCountLines(tb testing.TB, path string) int {
 		tb.Fatal(err)
 	}
 	return n
-}
-
-func benchFreePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func benchWaitHTTP(tb testing.TB, url string) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s did not answer 200 within 10s: %v", url, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

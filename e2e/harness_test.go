@@ -74,7 +74,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func start(t *testing.T, env []string, name string, args ...string) *proc {
+func start(t testing.TB, env []string, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binDir, name), args...)
@@ -159,7 +159,7 @@ type fleet struct {
 	env     []string
 }
 
-func newFleet(t *testing.T, mockArgs ...string) *fleet {
+func newFleet(t testing.TB, mockArgs ...string) *fleet {
 	t.Helper()
 	f := &fleet{redis: testredis.Start(t)}
 	port := freePort(t)
@@ -206,7 +206,7 @@ type simStats struct {
 	TimesByContent map[string][]string `json:"times_by_content"`
 }
 
-func (f *fleet) stats(t *testing.T) simStats {
+func (f *fleet) stats(t testing.TB) simStats {
 	t.Helper()
 	resp, err := http.Get(f.mockURL + "/admin/stats?times=1")
 	if err != nil {
@@ -220,7 +220,7 @@ func (f *fleet) stats(t *testing.T) simStats {
 	return s
 }
 
-func (f *fleet) setFaults(t *testing.T, faults string) {
+func (f *fleet) setFaults(t testing.TB, faults string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPut, f.mockURL+"/admin/faults", strings.NewReader(faults))
 	resp, err := http.DefaultClient.Do(req)
@@ -260,7 +260,7 @@ func (f *fleet) status(t *testing.T, job string) status {
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -296,7 +296,7 @@ func (f *fleet) submit(t *testing.T, file string, args ...string) (summary, resu
 	return s, r
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -306,7 +306,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func waitHTTP(t *testing.T, url string) {
+func waitHTTP(t testing.TB, url string) {
 	t.Helper()
 	waitFor(t, 10*time.Second, url, func() bool {
 		resp, err := http.Get(url)
