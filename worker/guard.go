@@ -65,14 +65,18 @@ func (g *guard) breakerFor(model string) *breaker.Breaker {
 
 // admit waits for the rate limiter (briefly, in the handler) and asks the
 // breaker. A positive wait means the call may not start now: the task is
-// delayed by that much and spends nothing.
-func (g *guard) admit(ctx context.Context, a *attempt, it *tasks.Item, model string, timeout time.Duration) (pass, time.Duration, error) {
+// delayed by that much and spends nothing. prompt is the prompt's token
+// count when the window check already made it (0: count it here).
+func (g *guard) admit(ctx context.Context, a *attempt, it *tasks.Item, prompt int, model string, timeout time.Duration) (pass, time.Duration, error) {
 	p := pass{breaker: g.breakerFor(model)}
 	a.noteEndpoint(ctx, p)
 	if g.limiter != nil {
 		want := 0
 		if g.limiter.CountsTokens() {
-			p.prompt = tokens.ForModel(model).Messages(it.Messages)
+			p.prompt = prompt
+			if p.prompt == 0 {
+				p.prompt = tokens.ForModel(model).Messages(it.Messages)
+			}
 			want = p.prompt + defaultCompletionTokens
 			if it.MaxTokens > 0 {
 				want = p.prompt + it.MaxTokens

@@ -272,7 +272,7 @@ func (a *attempt) call(ctx context.Context, it, send *tasks.Item, model string, 
 	pol := a.claimed.Policy
 	// The rate limiter, then the breaker right before the call: once the
 	// breaker is open, only calls past this point may still start.
-	pass, wait, err := h.guard.admit(ctx, a, send, model, pol.Timeout)
+	pass, wait, err := h.guard.admit(ctx, a, send, fit.tokens, model, pol.Timeout)
 	if err != nil {
 		return false, a.release(ctx, err, nil)
 	}

@@ -30,6 +30,9 @@ type fitted struct {
 	truncated bool
 	dropped   int
 	recovered bool // shrunk after the provider reported an overflow
+	// tokens is the prompt's count by our tokenizer when the window check
+	// made one (0 otherwise): the TPM reservation reuses it.
+	tokens int
 }
 
 // window returns the prompt limit (tokens) for the item: the context window
@@ -77,7 +80,7 @@ func (a *attempt) preflight(it *tasks.Item, model string) (fitted, error) {
 		return f, fmt.Errorf("prompt is %d tokens, over the limit of %d (context %d − %d reserved for the answer); --on-overflow fail",
 			res.Before, limit, window, reserve)
 	}
-	f.messages, f.truncated, f.dropped = res.Messages, res.Truncated, res.Dropped
+	f.messages, f.truncated, f.dropped, f.tokens = res.Messages, res.Truncated, res.Dropped, res.After
 	return f, nil
 }
 
@@ -123,7 +126,7 @@ func (a *attempt) shrink(it, send *tasks.Item, model string, fit *fitted, pe *pr
 	}
 	send.Messages = res.Messages
 	fit.messages, fit.truncated, fit.recovered = res.Messages, true, true
-	fit.dropped = res.Dropped
+	fit.dropped, fit.tokens = res.Dropped, res.After
 	return nil
 }
 
