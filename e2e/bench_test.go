@@ -279,6 +279,13 @@ func (f *benchFleet) waitDone(tb testing.TB, job string, n int, every, within ti
 // benchmark ends. Only the tail of its output is kept (shown on failure).
 func benchStart(tb testing.TB, env []string, name string, args ...string) {
 	tb.Helper()
+	benchStartStoppable(tb, env, name, args...)
+}
+
+// benchStartStoppable is benchStart with a stop function that kills the
+// process and waits for it; it is also called when the benchmark ends.
+func benchStartStoppable(tb testing.TB, env []string, name string, args ...string) (stop func()) {
+	tb.Helper()
 	out := &benchTail{}
 	cmd := exec.Command(filepath.Join(binDir, name), args...)
 	cmd.Env, cmd.Stdout, cmd.Stderr = env, out, out
@@ -290,13 +297,18 @@ func benchStart(tb testing.TB, env []string, name string, args ...string) {
 		_ = cmd.Wait()
 		close(exited)
 	}()
-	tb.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if tb.Failed() {
-			tb.Logf("--- %s output (tail) ---\n%s", name, out.String())
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Kill()
+			<-exited
+			if tb.Failed() {
+				tb.Logf("--- %s output (tail) ---\n%s", name, out.String())
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
 }
 
 // benchTail keeps the last 16 KiB written to it.
