@@ -1,5 +1,45 @@
 package checkpoint
 
+import (
+	"strconv"
+	"time"
+)
+
+const jobsKey = "llmfleet:jobs"
+
+// keys returns the job's keys in the order the Lua scripts expect.
+func keys(job string) []string {
+	p := "llmfleet:{" + job + "}:"
+	return []string{p + "job", p + "input", p + "status", p + "order", p + "calls", p + "claim", p + "result", p + "failure", p + "lasterr"}
+}
+
+const (
+	kJob = iota
+	kInput
+	kStatus
+	kOrder
+	kCalls
+	kClaim
+	kResult
+	kFailure
+	kLastErr
+)
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n).UTC()
+}
+
 // Keys of fleet-wide state that is not a job's: the breaker and the rate
 // limiter. They are spelled here so that this package stays the one place
 // that knows every Redis key llmfleet writes. Each family shares a hash tag,
