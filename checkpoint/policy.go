@@ -28,14 +28,70 @@ type Policy struct {
 	// ReserveOutput is the room kept for the answer when an item sets no
 	// max_tokens.
 	ReserveOutput int `json:"reserve_output,omitempty"`
-	// OnOverflow is "truncate" (default) or "fail".
-	OnOverflow string `json:"on_overflow,omitempty"`
+	// OnOverflow is OverflowTruncate (also when empty) or OverflowFail.
+	OnOverflow Overflow `json:"on_overflow,omitempty"`
 	// Models overrides the built-in model table (context, output, prices).
 	Models models.Table `json:"models,omitempty"`
 	// BudgetUSD and BudgetTokens cap what the job may spend (0 = none):
 	// reaching one pauses the job.
 	BudgetUSD    float64 `json:"budget_usd,omitempty"`
 	BudgetTokens int64   `json:"budget_tokens,omitempty"`
+}
+
+// Overflow is what a worker does with a prompt over the model's context
+// window (--on-overflow). It is stored as its string, so the values never
+// change.
+type Overflow string
+
+const (
+	// OverflowTruncate keeps the system messages and the last exchange and
+	// trims the rest by tokens; the default.
+	OverflowTruncate Overflow = "truncate"
+	// OverflowFail fails the item without a call.
+	OverflowFail Overflow = "fail"
+)
+
+// PolicyError is a policy field out of range. Field names the field by the
+// producer flag that sets it (e.g. "--max-attempts"), since that is what the
+// user must change; Msg says what is wrong with it.
+type PolicyError struct {
+	Field string
+	Msg   string
+}
+
+func (e *PolicyError) Error() string { return e.Field + " " + e.Msg }
+
+// Validate checks a policy asked for, before a job is created with it. Its
+// error is a *PolicyError.
+func (p Policy) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &PolicyError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case p.MaxAttempts < 1:
+		return bad("--max-attempts", "must be at least 1, got %d", p.MaxAttempts)
+	case p.BackoffMin < time.Second:
+		return bad("--backoff-min", "must be at least 1s (asynq schedules in whole seconds), got %s", p.BackoffMin)
+	case p.BackoffMax < p.BackoffMin:
+		return bad("--backoff-max", "(%s) must not be below --backoff-min (%s)", p.BackoffMax, p.BackoffMin)
+	case p.Timeout < time.Second:
+		return bad("--timeout", "must be at least 1s, got %s", p.Timeout)
+	case p.Queue == "":
+		return bad("--queue", "must not be empty")
+	case p.Retention < time.Minute:
+		return bad("--retention", "must be at least 1m, got %s", p.Retention)
+	case p.ContextLimit < 0:
+		return bad("--context-limit", "must not be negative, got %d", p.ContextLimit)
+	case p.ReserveOutput < 0:
+		return bad("--reserve-output", "must not be negative, got %d", p.ReserveOutput)
+	case p.OnOverflow != "" && p.OnOverflow != OverflowTruncate && p.OnOverflow != OverflowFail:
+		return bad("--on-overflow", "must be %s or %s, got %q", OverflowTruncate, OverflowFail, p.OnOverflow)
+	case p.BudgetUSD < 0:
+		return bad("--budget-usd", "must not be negative, got %g", p.BudgetUSD)
+	case p.BudgetTokens < 0:
+		return bad("--budget-tokens", "must not be negative, got %d", p.BudgetTokens)
+	}
+	return nil
 }
 
 // Spend is what a job has spent so far.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/hibiken/asynq"
@@ -48,42 +47,20 @@ func Delete(ctx context.Context, d Deps, job string) (int, error) {
 	return int(deleted.Load()), d.Store.Delete(ctx, job)
 }
 
-// itemConcurrency bounds the per-item asynq round trips run at once.
-const itemConcurrency = 16
-
 // forEachItem calls fn for every item of the job with one of statuses,
 // itemConcurrency at a time, reading the items in bounded batches. It stops
 // at the first error (of fn, the walk or ctx) and returns it.
 func forEachItem(ctx context.Context, store *checkpoint.Store, job string, statuses []checkpoint.ItemStatus, fn func(id string) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	ids := make(chan string, itemConcurrency*4)
-	var wg sync.WaitGroup
-	for range itemConcurrency {
-		wg.Go(func() {
-			for id := range ids {
-				if ctx.Err() != nil {
-					continue
-				}
-				if err := fn(id); err != nil {
-					cancel(err)
-				}
-			}
-		})
-	}
+	p := newPool(ctx, itemConcurrency, fn)
 	walkErr := store.Walk(ctx, job, checkpoint.Want{Status: statuses}, func(vs []checkpoint.View) error {
 		for _, v := range vs {
-			select {
-			case ids <- v.ID:
-			case <-ctx.Done():
-				return context.Cause(ctx)
+			if err := p.add(v.ID); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
-	close(ids)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
+	if err := p.close(); err != nil {
 		return err
 	}
 	return walkErr

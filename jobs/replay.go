@@ -231,13 +231,8 @@ func applyEdits(ctx context.Context, store *checkpoint.Store, o ReplayOptions, p
 // requeuer puts replayed items' tasks back in the queue, concurrently and
 // bounded: run from the archive when there, else enqueue from scratch.
 type requeuer struct {
-	ctx     context.Context
-	d       Deps
-	job     string
-	queue   string
-	opts    []asynq.Option
-	ids     chan string
-	wg      sync.WaitGroup
+	pool *pool[string]
+
 	mu      sync.Mutex
 	archive int
 	enq     int
@@ -246,24 +241,18 @@ type requeuer struct {
 }
 
 func newRequeuer(ctx context.Context, d Deps, job string, pol checkpoint.Policy, n int) *requeuer {
-	if n <= 0 {
-		n = 16
-	}
-	r := &requeuer{ctx: ctx, d: d, job: job, queue: pol.Queue, opts: TaskOptions(pol), ids: make(chan string, n*4)}
-	for range n {
-		r.wg.Go(r.loop)
-	}
-	return r
-}
-
-func (r *requeuer) add(id string) { r.ids <- id }
-
-func (r *requeuer) loop() {
-	for id := range r.ids {
-		kind, err := r.requeue(id)
+	r := &requeuer{}
+	opts := TaskOptions(pol)
+	r.pool = newPool(ctx, n, func(id string) error {
+		kind, err := ensureTask(ctx, d, job, id, pol.Queue, opts)
 		r.mu.Lock()
+		defer r.mu.Unlock()
 		switch {
 		case err != nil:
+			// Kept here rather than handed to the pool, which would stop at
+			// it: every replayed item is already pending in the checkpoint
+			// and needs its task, so a failure of one must not leave the
+			// others without theirs.
 			if r.err == nil {
 				r.err = fmt.Errorf("requeue item %q: %w", id, err)
 			}
@@ -274,12 +263,21 @@ func (r *requeuer) loop() {
 		default:
 			r.already++
 		}
-		r.mu.Unlock()
-	}
+		return nil
+	})
+	return r
 }
 
-func (r *requeuer) requeue(id string) (string, error) {
-	return ensureTask(r.ctx, r.d, r.job, id, r.queue, r.opts)
+// add queues id's task for requeuing. Only the end of ctx stops the
+// requeuer, and close reports it, so add has no error of its own to return.
+func (r *requeuer) add(id string) { _ = r.pool.add(id) }
+
+func (r *requeuer) close() (fromArchive, enqueued, already int, err error) {
+	err = r.pool.close()
+	if r.err != nil {
+		err = r.err
+	}
+	return r.archive, r.enq, r.already, err
 }
 
 // activeWait bounds how long ensureTask waits for a running task to end.
@@ -337,10 +335,4 @@ func ensureTask(ctx context.Context, d Deps, job, id, queue string, opts []asynq
 		}
 		return "enqueued", nil
 	}
-}
-
-func (r *requeuer) close() (fromArchive, enqueued, already int, err error) {
-	close(r.ids)
-	r.wg.Wait()
-	return r.archive, r.enq, r.already, r.err
 }

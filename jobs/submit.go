@@ -20,9 +20,16 @@ import (
 )
 
 // UsageError is a problem with the command line: exit code 2.
-type UsageError struct{ Msg string }
+type UsageError struct {
+	Msg string
+	// Err, when set, is the error Msg reports (a *checkpoint.PolicyError),
+	// kept so that errors.As still finds it.
+	Err error
+}
 
 func (e *UsageError) Error() string { return e.Msg }
+
+func (e *UsageError) Unwrap() error { return e.Err }
 
 // ErrNothingEnqueued marks a run that enqueued nothing because of its input
 // (empty, every line rejected, --strict with bad lines): exit code 1.
@@ -88,8 +95,8 @@ func Submit(ctx context.Context, d Deps, o SubmitOptions) (sum Summary, err erro
 	if err := checkpoint.ValidateJobName(o.Job); err != nil {
 		return sum, &UsageError{Msg: "--job: " + err.Error()}
 	}
-	if err := ValidatePolicy(o.Policy); err != nil {
-		return sum, err
+	if err := o.Policy.Validate(); err != nil {
+		return sum, &UsageError{Msg: err.Error(), Err: err}
 	}
 	// Check the input options before the job exists: a bad --template must
 	// not leave a job whose stored policy holds it.
@@ -302,35 +309,6 @@ func Submit(ctx context.Context, d Deps, o SubmitOptions) (sum Summary, err erro
 	return sum, nil
 }
 
-// ValidatePolicy checks a requested policy; errors name the flag.
-func ValidatePolicy(p checkpoint.Policy) error {
-	switch {
-	case p.MaxAttempts < 1:
-		return &UsageError{Msg: fmt.Sprintf("--max-attempts must be at least 1, got %d", p.MaxAttempts)}
-	case p.BackoffMin < time.Second:
-		return &UsageError{Msg: fmt.Sprintf("--backoff-min must be at least 1s (asynq schedules in whole seconds), got %s", p.BackoffMin)}
-	case p.BackoffMax < p.BackoffMin:
-		return &UsageError{Msg: fmt.Sprintf("--backoff-max (%s) must not be below --backoff-min (%s)", p.BackoffMax, p.BackoffMin)}
-	case p.Timeout < time.Second:
-		return &UsageError{Msg: fmt.Sprintf("--timeout must be at least 1s, got %s", p.Timeout)}
-	case p.Queue == "":
-		return &UsageError{Msg: "--queue must not be empty"}
-	case p.Retention < time.Minute:
-		return &UsageError{Msg: fmt.Sprintf("--retention must be at least 1m, got %s", p.Retention)}
-	case p.ContextLimit < 0:
-		return &UsageError{Msg: fmt.Sprintf("--context-limit must not be negative, got %d", p.ContextLimit)}
-	case p.ReserveOutput < 0:
-		return &UsageError{Msg: fmt.Sprintf("--reserve-output must not be negative, got %d", p.ReserveOutput)}
-	case p.OnOverflow != "" && p.OnOverflow != "truncate" && p.OnOverflow != "fail":
-		return &UsageError{Msg: fmt.Sprintf("--on-overflow must be truncate or fail, got %q", p.OnOverflow)}
-	case p.BudgetUSD < 0:
-		return &UsageError{Msg: fmt.Sprintf("--budget-usd must not be negative, got %g", p.BudgetUSD)}
-	case p.BudgetTokens < 0:
-		return &UsageError{Msg: fmt.Sprintf("--budget-tokens must not be negative, got %d", p.BudgetTokens)}
-	}
-	return nil
-}
-
 // mergePolicy applies a rerun's flags to the stored policy: only the deadline
 // and the budgets may change; any other flag set to a different value is a
 // usage error that names it.
@@ -385,27 +363,18 @@ func mergePolicy(stored, asked checkpoint.Policy, changed func(string) bool) (ch
 // quick.
 type enqueuer struct {
 	ctx      context.Context
-	client   *asynq.Client
-	insp     *asynq.Inspector
+	d        Deps
 	queue    string
 	job      string
 	opts     []asynq.Option
-	ids      chan string
-	wg       sync.WaitGroup
+	pool     *pool[string]
 	enqueued atomic.Int64
 	already  atomic.Int64
-	mu       sync.Mutex
-	err      error
 }
 
 func newEnqueuer(ctx context.Context, d Deps, pol checkpoint.Policy, job string, n int) *enqueuer {
-	if n <= 0 {
-		n = 16
-	}
-	e := &enqueuer{ctx: ctx, client: d.Client, insp: d.Inspector, queue: pol.Queue, job: job, opts: TaskOptions(pol), ids: make(chan string, n*4)}
-	for range n {
-		e.wg.Go(e.loop)
-	}
+	e := &enqueuer{ctx: ctx, d: d, queue: pol.Queue, job: job, opts: TaskOptions(pol)}
+	e.pool = newPool(ctx, n, e.enqueue)
 	return e
 }
 
@@ -423,54 +392,41 @@ func TaskOptions(pol checkpoint.Policy) []asynq.Option {
 	}
 }
 
-func (e *enqueuer) loop() {
-	for id := range e.ids {
-		if e.failed() {
-			continue
-		}
-		t, err := tasks.NewItemTask(e.job, id, e.opts...)
-		if err == nil {
-			_, err = e.client.EnqueueContext(e.ctx, t)
-		}
-		switch {
-		case err == nil:
-			e.enqueued.Add(1)
-		case errors.Is(err, asynq.ErrTaskIDConflict) && e.insp != nil:
-			// The item is pending, yet its id is taken: by a live task, or
-			// by an archived one (a replay that raced a failing worker),
-			// which must run again.
-			kind, cerr := ensureTask(e.ctx, Deps{Client: e.client, Inspector: e.insp}, e.job, id, e.queue, e.opts)
-			switch {
-			case cerr != nil:
-				err = cerr
-			case kind == "queued":
-				e.already.Add(1)
-			default:
-				e.enqueued.Add(1)
-			}
-		case errors.Is(err, asynq.ErrTaskIDConflict):
-			e.already.Add(1)
-		}
-		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			e.mu.Lock()
-			if e.err == nil {
-				e.err = fmt.Errorf("enqueue item %q: %w", id, err)
-			}
-			e.mu.Unlock()
-		}
+func (e *enqueuer) enqueue(id string) error {
+	t, err := tasks.NewItemTask(e.job, id, e.opts...)
+	if err == nil {
+		_, err = e.d.Client.EnqueueContext(e.ctx, t)
 	}
+	switch {
+	case err == nil:
+		e.enqueued.Add(1)
+	case errors.Is(err, asynq.ErrTaskIDConflict) && e.d.Inspector != nil:
+		// The item is pending, yet its id is taken: by a live task, or by
+		// an archived one (a replay that raced a failing worker), which
+		// must run again.
+		kind, err := ensureTask(e.ctx, e.d, e.job, id, e.queue, e.opts)
+		switch {
+		case err != nil:
+			return fmt.Errorf("enqueue item %q: %w", id, err)
+		case kind == "queued":
+			e.already.Add(1)
+		default:
+			e.enqueued.Add(1)
+		}
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		e.already.Add(1)
+	default:
+		return fmt.Errorf("enqueue item %q: %w", id, err)
+	}
+	return nil
 }
 
-func (e *enqueuer) failed() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.err != nil
-}
-
-func (e *enqueuer) add(id string) { e.ids <- id }
+// add queues id for enqueuing. After the first error ids are dropped, yet
+// the caller goes on recording the input: close reports the error, and the
+// next run enqueues every item recorded pending.
+func (e *enqueuer) add(id string) { _ = e.pool.add(id) }
 
 func (e *enqueuer) close() (enqueued, already int, err error) {
-	close(e.ids)
-	e.wg.Wait()
-	return int(e.enqueued.Load()), int(e.already.Load()), e.err
+	err = e.pool.close()
+	return int(e.enqueued.Load()), int(e.already.Load()), err
 }

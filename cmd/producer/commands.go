@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/llmfleet/llmfleet/checkpoint"
@@ -60,21 +59,31 @@ func newRoot(a *app) *cobra.Command {
 	return root
 }
 
-// connect opens Redis and checks it answers.
-func (a *app) connect(ctx context.Context) (redis.UniversalClient, error) {
+// deps opens Redis, checks it answers, and builds on it what the commands
+// need; closeDeps closes the connection. Every command that talks to Redis
+// starts here, so a bad URL is always a usage error (exit 2) and an
+// unreachable server always exit 1 with redisconn's message, which names the
+// server but never its password. The asynq client and inspector share the
+// connection and hold nothing of their own: asynq refuses to close them, and
+// closing the connection is all there is to release.
+func (a *app) deps(ctx context.Context) (d jobs.Deps, closeDeps func() error, err error) {
 	url := a.redisURL
 	if url == "" {
 		url = a.env.Getenv("REDIS_URL")
 	}
 	rdb, err := redisconn.Open(url)
 	if err != nil {
-		return nil, usage("%v", err)
+		return jobs.Deps{}, nil, usage("%v", err)
 	}
 	if err := redisconn.Ping(ctx, rdb, url); err != nil {
 		rdb.Close()
-		return nil, &exitError{code: 1, err: err}
+		return jobs.Deps{}, nil, &exitError{code: 1, err: err}
 	}
-	return rdb, nil
+	return jobs.Deps{
+		Store:     checkpoint.New(rdb),
+		Client:    asynq.NewClientFromRedisClient(rdb),
+		Inspector: asynq.NewInspectorFromRedisClient(rdb),
+	}, rdb.Close, nil
 }
 
 func requireJob(job string) error {
@@ -161,7 +170,7 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 		Model: f.model, System: f.system, JSONOutput: f.jsonOutput, Queue: f.queue,
 		MaxAttempts: f.maxAttempts, BackoffMin: f.backoffMin, BackoffMax: f.backoffMax,
 		Timeout: f.timeout, Retention: f.retention,
-		ContextLimit: f.contextLimit, ReserveOutput: f.reserveOutput, OnOverflow: f.onOverflow,
+		ContextLimit: f.contextLimit, ReserveOutput: f.reserveOutput, OnOverflow: checkpoint.Overflow(f.onOverflow),
 		BudgetUSD: f.budgetUSD, BudgetTokens: f.budgetTokens,
 	}
 	if f.modelsFile != "" {
@@ -189,8 +198,8 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 	if pol.Deadline, err = parseDeadline(f.deadline, f.deadlineIn); err != nil {
 		return err
 	}
-	if err := jobs.ValidatePolicy(pol); err != nil {
-		return err
+	if err := pol.Validate(); err != nil {
+		return &exitError{code: 2, err: err}
 	}
 	var format input.Format
 	switch f.format {
@@ -220,14 +229,12 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 	if f.embedded {
 		return a.runEmbedded(ctx, f, so)
 	}
-	rdb, err := a.connect(ctx)
+	d, closeDeps, err := a.deps(ctx)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	client := asynq.NewClientFromRedisClient(rdb)
-	defer client.Close()
-	sum, err := jobs.Submit(ctx, jobs.Deps{Store: checkpoint.New(rdb), Client: client, Inspector: asynq.NewInspectorFromRedisClient(rdb)}, so)
+	defer closeDeps()
+	sum, err := jobs.Submit(ctx, d, so)
 	a.printSummary(f.jsonOut, sum)
 	if err != nil {
 		return err
@@ -311,14 +318,13 @@ the job ends; --wait blocks until it ends and exits 0 if every item is done,
 				return err
 			}
 			ctx := c.Context()
-			rdb, err := a.connect(ctx)
+			d, closeDeps, err := a.deps(ctx)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
-			store := checkpoint.New(rdb)
+			defer closeDeps()
 			if !watch && !wait {
-				s, err := jobs.Load(ctx, store, job)
+				s, err := jobs.Load(ctx, d.Store, job)
 				if err != nil {
 					return err
 				}
@@ -331,7 +337,7 @@ the job ends; --wait blocks until it ends and exits 0 if every item is done,
 				prog = jobs.NewProgress(a.env.Stderr, a.env.TTY)
 				tick = prog.Update
 			}
-			s, err := jobs.Wait(ctx, store, job, interval, tick)
+			s, err := jobs.Wait(ctx, d.Store, job, interval, tick)
 			if err != nil {
 				return err
 			}
@@ -377,17 +383,16 @@ func (a *app) exportCmd() *cobra.Command {
 				return err
 			}
 			ctx := c.Context()
-			rdb, err := a.connect(ctx)
+			d, closeDeps, err := a.deps(ctx)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
-			store := checkpoint.New(rdb)
+			defer closeDeps()
 			w, closeOut, err := a.output(out)
 			if err != nil {
 				return err
 			}
-			n, err := jobs.ExportResults(ctx, store, job, w)
+			n, err := jobs.ExportResults(ctx, d.Store, job, w)
 			if cerr := closeOut(); err == nil {
 				err = cerr
 			}
@@ -400,7 +405,7 @@ func (a *app) exportCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				n, err := jobs.ExportFailed(ctx, store, job, w)
+				n, err := jobs.ExportFailed(ctx, d.Store, job, w)
 				if cerr := closeF(); err == nil {
 					err = cerr
 				}
@@ -437,12 +442,12 @@ func (a *app) jobsCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx := c.Context()
-			rdb, err := a.connect(ctx)
+			d, closeDeps, err := a.deps(ctx)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
-			js, err := checkpoint.New(rdb).Jobs(ctx)
+			defer closeDeps()
+			js, err := d.Store.Jobs(ctx)
 			if err != nil {
 				return err
 			}
@@ -478,12 +483,12 @@ func (a *app) cancelCmd() *cobra.Command {
 				return err
 			}
 			ctx := c.Context()
-			rdb, err := a.connect(ctx)
+			d, closeDeps, err := a.deps(ctx)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
-			n, err := jobs.Cancel(ctx, checkpoint.New(rdb), job)
+			defer closeDeps()
+			n, err := jobs.Cancel(ctx, d.Store, job)
 			if err != nil {
 				return err
 			}
@@ -506,13 +511,12 @@ func (a *app) deleteCmd() *cobra.Command {
 				return err
 			}
 			ctx := c.Context()
-			rdb, err := a.connect(ctx)
+			d, closeDeps, err := a.deps(ctx)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
-			insp := asynq.NewInspectorFromRedisClient(rdb)
-			n, err := jobs.Delete(ctx, jobs.Deps{Store: checkpoint.New(rdb), Inspector: insp}, job)
+			defer closeDeps()
+			n, err := jobs.Delete(ctx, d, job)
 			if err != nil {
 				return err
 			}
@@ -547,12 +551,11 @@ func (a *app) budgetCmd() *cobra.Command {
 				return usage("budget needs --budget-usd or --budget-tokens (0 removes a budget)")
 			}
 			ctx := c.Context()
-			rdb, err := a.connect(ctx)
+			d, closeDeps, err := a.deps(ctx)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
-			d := jobs.Deps{Store: checkpoint.New(rdb), Inspector: asynq.NewInspectorFromRedisClient(rdb)}
+			defer closeDeps()
 			resumed, err := jobs.SetBudget(ctx, d, job, ch)
 			if err != nil {
 				return err

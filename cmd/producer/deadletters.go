@@ -9,10 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
 
-	"github.com/llmfleet/llmfleet/checkpoint"
 	"github.com/llmfleet/llmfleet/jobs"
 	"github.com/llmfleet/llmfleet/provider"
 )
@@ -36,19 +34,18 @@ status, first_failed_at, last_failed_at}]}.`,
 				return usage("--class %q is not an error class (one of %s)", class, classList())
 			}
 			ctx := c.Context()
-			rdb, err := a.connect(ctx)
+			d, closeDeps, err := a.deps(ctx)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
-			store := checkpoint.New(rdb)
+			defer closeDeps()
 			counts := map[string]int{}
 			out := a.env.Stdout
 			if asJSON {
 				// Streamed by hand so memory does not grow with the job.
 				fmt.Fprintf(out, `{"job":%q,"items":[`, job)
 				first := true
-				err = jobs.WalkFailed(ctx, store, job, class, func(fi jobs.FailedItem) error {
+				err = jobs.WalkFailed(ctx, d.Store, job, class, func(fi jobs.FailedItem) error {
 					counts[fi.Class]++
 					b, _ := json.Marshal(fi)
 					if !first {
@@ -67,7 +64,7 @@ status, first_failed_at, last_failed_at}]}.`,
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tCLASS\tATTEMPTS\tREASON")
-			err = jobs.WalkFailed(ctx, store, job, class, func(fi jobs.FailedItem) error {
+			err = jobs.WalkFailed(ctx, d.Store, job, class, func(fi jobs.FailedItem) error {
 				counts[fi.Class]++
 				_, err := fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", fi.ID, fi.Class, fi.Attempts, oneLine(fi.Reason, 120))
 				return err
@@ -149,12 +146,11 @@ for that item.`,
 				o.Edit, o.EditName = f, edit
 			}
 			ctx := c.Context()
-			rdb, err := a.connect(ctx)
+			d, closeDeps, err := a.deps(ctx)
 			if err != nil {
 				return err
 			}
-			defer rdb.Close()
-			d := jobs.Deps{Store: checkpoint.New(rdb), Client: asynq.NewClientFromRedisClient(rdb), Inspector: asynq.NewInspectorFromRedisClient(rdb)}
+			defer closeDeps()
 			sum, err := jobs.Replay(ctx, d, o)
 			if err != nil {
 				return err
