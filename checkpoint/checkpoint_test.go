@@ -526,7 +526,7 @@ func TestClaim(t *testing.T) {
 		b.finishItem(t, "j1", "d")
 		b.failItem(t, "j1", "f", checkpoint.Failure{Class: "bad_request"})
 
-		for id, want := range map[string]string{"d": "done", "f": "failed"} {
+		for id, want := range map[string]checkpoint.Verdict{"d": checkpoint.VerdictDone, "f": checkpoint.VerdictFailed} {
 			c, err := b.store.Claim(b.ctx, "j1", id, "tok-again")
 			if err != nil {
 				t.Fatalf("Claim(%q): %v", id, err)

@@ -6,7 +6,7 @@
 // All keys of a job share the hash tag {job}, so they live in one Redis
 // Cluster slot and one Lua script may touch all of them:
 //
-//	llmfleet:{job}:job      hash  policy, state, timestamps and counters
+//	llmfleet:{job}:job      hash  policy (and its max_attempts), state, timestamps and counters
 //	llmfleet:{job}:input    hash  item id → canonical item JSON (tasks.Item)
 //	llmfleet:{job}:status   hash  item id → pending | active | done | failed
 //	llmfleet:{job}:order    list  item ids in input order (export order)
@@ -17,12 +17,32 @@
 //	llmfleet:{job}:lasterr  hash  item id → last retryable failure
 //	llmfleet:jobs           set   job names (the only key outside a job's slot)
 //
+// The keys of the fleet-wide breaker and rate limiter are spelled in keys.go
+// as well (BreakerKeys, LimiterKeys), so that this package is the one place
+// that knows every key llmfleet writes.
+//
+// # Files
+//
+// job.go (jobs: open, snapshot, pause, budgets), policy.go (the policy and
+// its validation), item.go (an item's transitions: record, begin, commit,
+// fail, release), sweep.go (job-level ends: cancel, expire), replay.go
+// (failed items back to pending), walk.go (reading items in input order),
+// keys.go (the key schema), scripts.go (the Lua scripts), coalesce.go
+// (group commit of the worker's transitions).
+//
 // # Invariants
 //
-//   - Every transition of an item is one Lua script that changes its status
-//     and the job's counters together, so total = done + failed + active +
-//     pending holds in every snapshot, and a status read (one HGETALL) is
-//     consistent.
+//   - Every transition of an item is applied whole by one Lua script that
+//     changes its status and the job's counters together, so total = done +
+//     failed + active + pending holds in every snapshot, and a status read
+//     (one HGETALL) is consistent. A worker's two per-item transitions,
+//     Begin and Commit, are coalesced across its concurrent attempts of a
+//     job (group commit): one script run may carry several items'
+//     transitions, each applied whole, in order.
+//   - Begin claims an item and counts its call in one step; a counted call
+//     that never goes out (a wait, a failure before the call) is given back
+//     by the step that ends the attempt (ReleaseUnsent, FailUnsent), so the
+//     item's budget and the job's provider_calls count provider calls only.
 //   - A result is committed at most once per item: a second commit of a done
 //     item changes nothing but the job's duplicates counter.
 //   - An attempt holds an item through a claim token. A worker whose task was

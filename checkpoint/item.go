@@ -107,18 +107,33 @@ func (s *Store) Record(ctx context.Context, name string, entries []Entry) ([]Rec
 	return out, nil
 }
 
+// Verdict is what a claim found.
+type Verdict string
+
+// Claim verdicts.
+const (
+	VerdictClaimed Verdict = "ok"      // the attempt holds the item: go ahead
+	VerdictDone    Verdict = "done"    // already done: nothing to do
+	VerdictFailed  Verdict = "failed"  // already failed: nothing to do (see ClaimReplay)
+	VerdictMissing Verdict = "missing" // the job was deleted
+	VerdictUnknown Verdict = "unknown" // no such item in the job
+)
+
 // Claimed is what an attempt learns when it claims an item.
 type Claimed struct {
-	// Verdict is "ok" (go ahead), "done" or "failed" (nothing to do),
-	// "missing" (the job was deleted) or "unknown" (no such item).
-	Verdict string
+	Verdict Verdict
 	// Replayed says the item had failed and its archived task was run from
 	// outside (asynqmon, the Inspector): the claim replayed it, with a fresh
 	// attempt budget, as `producer replay` would.
 	Replayed bool
 	// Spend is what the job had spent when the item was claimed.
-	Spend   Spend
-	Calls   int
+	Spend Spend
+	// Calls is the provider calls made for the item before this attempt.
+	Calls int
+	// Call is the number of the call Begin started for this attempt (Calls
+	// + 1), or 0 when it started none: the job was cancelled or is past its
+	// deadline, or the item's budget is spent. Claim never starts one.
+	Call    int
 	Input   []byte
 	Policy  Policy
 	State   State
@@ -128,42 +143,97 @@ type Claimed struct {
 // Claim marks the item active under token for one attempt and returns what
 // the attempt needs. It does not spend an attempt: StartCall does.
 func (s *Store) Claim(ctx context.Context, name, id, token string) (Claimed, error) {
-	return s.claim(ctx, name, id, token, "")
+	return s.claimOne(ctx, name, id, token, "", false)
 }
 
 // ClaimReplay replays a failed item and claims it, in one step: its task
 // was run from asynq's archive (asynqmon's Run, the Inspector's RunTask),
 // which behaves like `producer replay`.
 func (s *Store) ClaimReplay(ctx context.Context, name, id, token string) (Claimed, error) {
-	return s.claim(ctx, name, id, token, "replay")
+	return s.claimOne(ctx, name, id, token, "replay", false)
 }
 
-func (s *Store) claim(ctx context.Context, name, id, token, mode string) (Claimed, error) {
-	res, err := claimScript.Run(ctx, s.rdb, keys(name), id, token, ms(s.now()), mode).Slice()
+// Begin is Claim and StartCall in one script, the worker's first step: it
+// claims the item and counts the attempt's call against the item's budget
+// (the policy's MaxAttempts), unless the job was cancelled or is past its
+// deadline or the budget is spent: Claimed.Call is then 0, and the claim is
+// held so that the attempt can record why. An attempt that then makes no
+// call gives the call back with ReleaseUnsent or FailUnsent. replay is
+// ClaimReplay's. Concurrent Begins of one job share a script run (see
+// coalescer).
+func (s *Store) Begin(ctx context.Context, name, id, token string, replay bool) (Claimed, error) {
+	if replay {
+		return s.claimOne(ctx, name, id, token, "replay", true)
+	}
+	return s.batch.begins.do(ctx, name, claimReq{id: id, token: token})
+}
+
+// claimReq is one item to claim.
+type claimReq struct{ id, token string }
+
+// maxBatch bounds the items of one coalesced script run.
+const maxBatch = 64
+
+func (s *Store) claimOne(ctx context.Context, name, id, token, mode string, start bool) (Claimed, error) {
+	out, err := s.claim(ctx, name, mode, start, []claimReq{{id: id, token: token}})
 	if err != nil {
-		return Claimed{}, fmt.Errorf("claim item %q of job %q: %w", id, name, err)
+		return Claimed{}, err
 	}
-	c := Claimed{Verdict: res[0].(string)}
-	if c.Verdict != "ok" {
-		return c, nil
+	return out[0], nil
+}
+
+func (s *Store) claim(ctx context.Context, name, mode string, start bool, reqs []claimReq) ([]Claimed, error) {
+	args := make([]any, 0, 3+2*len(reqs))
+	args = append(args, ms(s.now()), mode, flag(start))
+	for _, r := range reqs {
+		args = append(args, r.id, r.token)
 	}
-	c.Calls = toInt(res[1])
-	c.Input = []byte(res[2].(string))
-	if err := json.Unmarshal([]byte(res[3].(string)), &c.Policy); err != nil {
-		return Claimed{}, fmt.Errorf("claim item %q of job %q: decode policy: %w", id, name, err)
+	errf := func(err error) error {
+		if len(reqs) == 1 {
+			return fmt.Errorf("claim item %q of job %q: %w", reqs[0].id, name, err)
+		}
+		return fmt.Errorf("claim %d items of job %q: %w", len(reqs), name, err)
 	}
-	c.State = State(res[4].(string))
-	c.Replayed = len(res) > 6 && res[6] == "replayed"
-	if len(res) > 9 {
-		c.Spend = Spend{TokensIn: int64(toInt(res[7])), TokensOut: int64(toInt(res[8])), CostMicros: int64(toInt(res[9]))}
+	res, err := claimScript.Run(ctx, s.rdb, keys(name), args...).Slice()
+	if err != nil {
+		return nil, errf(err)
 	}
-	if le, _ := res[5].(string); le != "" {
-		c.LastErr = new(Failure)
-		if err := json.Unmarshal([]byte(le), c.LastErr); err != nil {
-			return Claimed{}, fmt.Errorf("claim item %q of job %q: decode last error: %w", id, name, err)
+	if len(res) != len(reqs)+1 {
+		return nil, errf(fmt.Errorf("claim script answered %d values for %d items", len(res)-1, len(reqs)))
+	}
+	var job []any
+	var pol Policy
+	if j, ok := res[0].([]any); ok && len(j) == 5 {
+		job = j
+		if pol, err = s.policies.decode(name, str(j[0])); err != nil {
+			return nil, errf(fmt.Errorf("decode policy: %w", err))
 		}
 	}
-	return c, nil
+	out := make([]Claimed, len(reqs))
+	for i := range reqs {
+		r, _ := res[i+1].([]any)
+		if len(r) == 0 {
+			return nil, errf(fmt.Errorf("claim script answered no verdict for item %q", reqs[i].id))
+		}
+		c := Claimed{Verdict: Verdict(str(r[0]))}
+		if c.Verdict == VerdictClaimed && len(r) == 6 && job != nil {
+			c.Calls = toInt(r[1])
+			c.Input = []byte(str(r[2]))
+			c.Replayed = r[4] == "replayed"
+			c.Call = toInt(r[5])
+			c.Policy = pol
+			c.State = State(str(job[1]))
+			c.Spend = Spend{TokensIn: int64(toInt(job[2])), TokensOut: int64(toInt(job[3])), CostMicros: int64(toInt(job[4]))}
+			if le := str(r[3]); le != "" {
+				c.LastErr = new(Failure)
+				if err := json.Unmarshal([]byte(le), c.LastErr); err != nil {
+					return nil, fmt.Errorf("claim item %q of job %q: decode last error: %w", reqs[i].id, name, err)
+				}
+			}
+		}
+		out[i] = c
+	}
+	return out, nil
 }
 
 func toInt(v any) int {
@@ -208,32 +278,75 @@ const (
 )
 
 // Commit records the item's result once. A second commit of a done item is
-// counted as a duplicate and changes nothing else.
+// counted as a duplicate and changes nothing else. Concurrent commits of
+// one job share a script run (see coalescer).
 func (s *Store) Commit(ctx context.Context, name, token string, r Result) (Committed, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return "", fmt.Errorf("commit item %q of job %q: %w", r.ID, name, err)
 	}
-	out, err := commitScript.Run(ctx, s.rdb, keys(name), r.ID, token, string(b), r.TokensIn, r.TokensOut, ms(s.now()),
-		r.Model, int64(r.CostUSD*1e6+0.5)).Text()
+	out, err := s.batch.commits.do(ctx, name, commitReq{r: r, line: b})
 	if err != nil {
-		return "", fmt.Errorf("commit item %q of job %q: %w", r.ID, name, err)
+		return "", err
 	}
 	if out == "unknown" {
 		return "", fmt.Errorf("commit item %q of job %q: %w", r.ID, name, ErrItemNotFound)
 	}
-	return Committed(out), nil
+	return out, nil
+}
+
+// commitReq is one result to commit, with its export line.
+type commitReq struct {
+	r    Result
+	line []byte
+}
+
+func (s *Store) commit(ctx context.Context, name string, reqs []commitReq) ([]Committed, error) {
+	args := make([]any, 0, 1+6*len(reqs))
+	args = append(args, ms(s.now()))
+	for _, q := range reqs {
+		args = append(args, q.r.ID, q.line, q.r.TokensIn, q.r.TokensOut, q.r.Model, int64(q.r.CostUSD*1e6+0.5))
+	}
+	errf := func(err error) error {
+		if len(reqs) == 1 {
+			return fmt.Errorf("commit item %q of job %q: %w", reqs[0].r.ID, name, err)
+		}
+		return fmt.Errorf("commit %d items of job %q: %w", len(reqs), name, err)
+	}
+	res, err := commitScript.Run(ctx, s.rdb, keys(name), args...).StringSlice()
+	if err != nil {
+		return nil, errf(err)
+	}
+	if len(res) != len(reqs) {
+		return nil, errf(fmt.Errorf("commit script answered %d outcomes for %d items", len(res), len(reqs)))
+	}
+	out := make([]Committed, len(res))
+	for i, r := range res {
+		out[i] = Committed(r)
+	}
+	return out, nil
 }
 
 // Fail records the item's final failure. It is a no-op for an item that is
 // already done or failed, and fails with ErrClaimLost when another attempt
 // holds the item.
 func (s *Store) Fail(ctx context.Context, name, id, token string, f Failure) (bool, error) {
+	return s.fail(ctx, name, id, token, f, false)
+}
+
+// FailUnsent is Fail for an attempt whose call, counted by Begin, never went
+// out (the prompt cannot fit, the stored item is damaged): the call is given
+// back in the same step.
+func (s *Store) FailUnsent(ctx context.Context, name, id, token string, f Failure) (bool, error) {
+	return s.fail(ctx, name, id, token, f, true)
+}
+
+func (s *Store) fail(ctx context.Context, name, id, token string, f Failure, unsent bool) (bool, error) {
 	b, err := json.Marshal(f)
 	if err != nil {
 		return false, fmt.Errorf("fail item %q of job %q: %w", id, name, err)
 	}
-	out, err := failScript.Run(ctx, s.rdb, keys(name), id, token, string(b), ms(s.now())).Text()
+	out, err := failScript.Run(ctx, s.rdb, keys(name), id, token, string(b), ms(s.now()), flag(unsent)).Text()
 	if err != nil {
 		return false, fmt.Errorf("fail item %q of job %q: %w", id, name, err)
 	}
@@ -250,6 +363,17 @@ func (s *Store) Fail(ctx context.Context, name, id, token string, f Failure) (bo
 // scheduled, or the worker is shutting down), recording the retryable
 // failure when last is not nil.
 func (s *Store) Release(ctx context.Context, name, id, token string, last *Failure) error {
+	return s.release(ctx, name, id, token, last, false)
+}
+
+// ReleaseUnsent is Release for an attempt whose call, counted by Begin, did
+// not go out (it waits for the limiter, the breaker or a budget): the call
+// is given back in the same step, so the item's budget is untouched.
+func (s *Store) ReleaseUnsent(ctx context.Context, name, id, token string) error {
+	return s.release(ctx, name, id, token, nil, true)
+}
+
+func (s *Store) release(ctx context.Context, name, id, token string, last *Failure, unsent bool) error {
 	le := ""
 	if last != nil {
 		b, err := json.Marshal(last)
@@ -258,7 +382,7 @@ func (s *Store) Release(ctx context.Context, name, id, token string, last *Failu
 		}
 		le = string(b)
 	}
-	out, err := releaseScript.Run(ctx, s.rdb, keys(name), id, token, le).Text()
+	out, err := releaseScript.Run(ctx, s.rdb, keys(name), id, token, le, flag(unsent)).Text()
 	if err != nil {
 		return fmt.Errorf("release item %q of job %q: %w", id, name, err)
 	}
@@ -266,6 +390,13 @@ func (s *Store) Release(ctx context.Context, name, id, token string, last *Failu
 		return ErrClaimLost
 	}
 	return nil
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 // Conflicts reports, for each entry, whether the job already holds its id

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -103,19 +104,79 @@ func (j Job) Finished() bool { return j.Total > 0 && j.Done+j.Failed >= j.Total 
 
 // Store reads and writes checkpoints.
 type Store struct {
-	rdb redis.UniversalClient
-	now func() time.Time
+	rdb      redis.UniversalClient
+	now      func() time.Time
+	policies *policyCache
+	batch    *batching
+	linger   time.Duration
+}
+
+// batching coalesces the worker's two per-item transitions, Begin and
+// Commit, across concurrent attempts of a job.
+type batching struct {
+	begins  *coalescers[claimReq, Claimed]
+	commits *coalescers[commitReq, Committed]
 }
 
 // New returns a Store on rdb.
 func New(rdb redis.UniversalClient) *Store {
-	return &Store{rdb: rdb, now: time.Now}
+	s := &Store{rdb: rdb, now: time.Now, policies: &policyCache{}}
+	s.batch = s.newBatching()
+	return s
+}
+
+func (s *Store) newBatching() *batching {
+	return &batching{
+		begins: &coalescers[claimReq, Claimed]{max: maxBatch, linger: s.linger, run: func(ctx context.Context, job string, reqs []claimReq) ([]Claimed, error) {
+			return s.claim(ctx, job, "", true, reqs)
+		}},
+		commits: &coalescers[commitReq, Committed]{max: maxBatch, linger: s.linger, run: s.commit},
+	}
+}
+
+// policyCache keeps the last decoded policy of each job a worker claims
+// items of: every claim returns the stored policy, which changes rarely
+// (a new deadline or budget), and decoding it per item costs more than the
+// comparison.
+type policyCache struct{ m sync.Map } // job name → cachedPolicy
+
+type cachedPolicy struct {
+	raw string
+	pol Policy
+}
+
+func (c *policyCache) decode(job, raw string) (Policy, error) {
+	if v, ok := c.m.Load(job); ok && v.(cachedPolicy).raw == raw {
+		return v.(cachedPolicy).pol, nil
+	}
+	var p Policy
+	if err := json.Unmarshal([]byte(raw), &p); err != nil {
+		return Policy{}, err
+	}
+	c.m.Store(job, cachedPolicy{raw: raw, pol: p})
+	return p, nil
+}
+
+// DefaultLinger is how long, at most, a worker's Begin or Commit waits to
+// share a script run with others of the same job when they come fast (see
+// coalescer).
+const DefaultLinger = 2 * time.Millisecond
+
+// WithLinger returns a copy of s whose Begin and Commit wait up to d for
+// company when a job's requests come fast (0: never wait; concurrent
+// requests still share runs).
+func (s *Store) WithLinger(d time.Duration) *Store {
+	c := *s
+	c.linger = d
+	c.batch = c.newBatching()
+	return &c
 }
 
 // WithClock returns a copy of s that reads time from now (tests).
 func (s *Store) WithClock(now func() time.Time) *Store {
 	c := *s
 	c.now = now
+	c.batch = c.newBatching()
 	return &c
 }
 
@@ -130,7 +191,7 @@ func (s *Store) Open(ctx context.Context, name string, p Policy) (job Job, creat
 		return Job{}, false, fmt.Errorf("open job %q: %w", name, err)
 	}
 	k := keys(name)
-	res, err := openScript.Run(ctx, s.rdb, k, string(pj), ms(s.now()), ms(p.Deadline), int64(p.Retention/time.Second)).Int()
+	res, err := openScript.Run(ctx, s.rdb, k, string(pj), ms(s.now()), ms(p.Deadline), int64(p.Retention/time.Second), p.MaxAttempts).Int()
 	if err != nil {
 		return Job{}, false, fmt.Errorf("open job %q: %w", name, err)
 	}
@@ -149,7 +210,7 @@ func (s *Store) UpdatePolicy(ctx context.Context, name string, p Policy) error {
 	if err != nil {
 		return fmt.Errorf("update policy of job %q: %w", name, err)
 	}
-	err = updatePolicyScript.Run(ctx, s.rdb, keys(name), string(pj), ms(p.Deadline), int64(p.Retention/time.Second), ms(s.now())).Err()
+	err = updatePolicyScript.Run(ctx, s.rdb, keys(name), string(pj), ms(p.Deadline), int64(p.Retention/time.Second), ms(s.now()), p.MaxAttempts).Err()
 	if err != nil {
 		return fmt.Errorf("update policy of job %q: %w", name, err)
 	}

@@ -47,11 +47,12 @@ func fromMS(s string) time.Time {
 
 // BreakerKeys returns the keys of one endpoint's circuit breaker, in the
 // order package breaker's scripts expect: state hash, failed-items window,
-// succeeded-items window, rate-limited-items window, consecutive-failure
-// streak, probe leases, transition log.
+// successes per second (a hash: successes are counted, not listed),
+// rate-limited-items window, consecutive-failure streak, probe leases,
+// transition log, rate-limited items that later succeeded.
 func BreakerKeys(endpoint string) []string {
 	p := "llmfleet:breaker:{" + endpoint + "}:"
-	return []string{p + "state", p + "fail", p + "ok", p + "rl", p + "streak", p + "probes", p + "transitions"}
+	return []string{p + "state", p + "fail", p + "okb", p + "rl", p + "streak", p + "probes", p + "transitions", p + "rlok"}
 }
 
 // LimiterKeys returns the keys of one provider key's rate limiter: the RPM

@@ -53,18 +53,21 @@ local function reopen()
 end
 `
 
-// openScript creates the job when absent. ARGV: policy, now, deadline, retention_s.
+// openScript creates the job when absent. ARGV: policy, now, deadline,
+// retention_s, max_attempts (kept beside the policy so that a claim need
+// not decode it).
 var openScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'running', 'policy', ARGV[1], 'created_at', ARGV[2],
-  'deadline', ARGV[3], 'retention_s', ARGV[4], 'total', 0, 'done', 0, 'failed', 0, 'active', 0)
+  'deadline', ARGV[3], 'retention_s', ARGV[4], 'total', 0, 'done', 0, 'failed', 0, 'active', 0,
+  'max_attempts', ARGV[5])
 return 1
 `)
 
-// updatePolicyScript: ARGV policy, deadline, retention_s, now.
+// updatePolicyScript: ARGV policy, deadline, retention_s, now, max_attempts.
 var updatePolicyScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'policy', ARGV[1], 'deadline', ARGV[2], 'retention_s', ARGV[3])
+redis.call('HSET', KEYS[1], 'policy', ARGV[1], 'deadline', ARGV[2], 'retention_s', ARGV[3], 'max_attempts', ARGV[5])
 local d = tonumber(ARGV[2]) or 0
 if redis.call('HGET', KEYS[1], 'state') == 'expired' and (d == 0 or d > tonumber(ARGV[4])) then
   redis.call('HSET', KEYS[1], 'state', 'running')
@@ -99,35 +102,71 @@ end
 return out
 `)
 
-// claimScript: ARGV id, token, now, mode. Returns {verdict, calls, input,
-// policy, state, lasterr, replayed, tokens_in, tokens_out, cost_micros}.
-// With mode "replay", a failed item is replayed first (its task was run
-// from asynq's archive, which the caller verified).
+// claimScript claims items of one job: ARGV now, mode, start, then id,
+// token pairs. Returns {job, item...}: job is {policy, state, tokens_in,
+// tokens_out, cost_micros}, or false when the job is missing; each item is
+// {verdict, calls, input, lasterr, replayed, call}. With mode "replay", a
+// failed item is replayed first (its task was run from asynq's archive,
+// which the caller verified). With start '1' the claim also starts the
+// attempt's call (Begin): unless the job was cancelled or is past its
+// deadline, or the item's budget (max_attempts) is spent, the call is
+// counted and call is its number (0 when none was started). Each item's
+// transition is applied whole, in order.
 var claimScript = redis.NewScript(luaCommon + luaReplay + `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-local id = ARGV[1]
-local st = redis.call('HGET', KEYS[3], id)
-if not st then return {'unknown'} end
-local replayed = ''
-if st == 'failed' then
-  if ARGV[4] ~= 'replay' then return {st} end
-  -- The caller checked that asynq ran this task from its archive.
-  replay(id)
-  st = 'pending'
-  replayed = 'replayed'
+local now, mode, start = ARGV[1], ARGV[2], ARGV[3] == '1'
+local j = redis.call('HMGET', KEYS[1], 'policy', 'state', 'tokens_in', 'tokens_out', 'cost_micros',
+  'started_at', 'deadline', 'max_attempts')
+local out = {false}
+if not j[1] then
+  for i = 4, #ARGV, 2 do out[#out + 1] = {'missing'} end
+  return out
 end
-if st == 'done' then return {st} end
-if st == 'pending' then
-  redis.call('HSET', KEYS[3], id, 'active')
-  redis.call('HINCRBY', KEYS[1], 'active', 1)
+local max = tonumber(j[8])
+if start and not max then max = tonumber(cjson.decode(j[1]).max_attempts) or 1 end
+local d = tonumber(j[7] or '0')
+local function startable(state)
+  return start and state ~= 'cancelled' and state ~= 'expired' and (d == 0 or tonumber(now) < d)
 end
-redis.call('HSET', KEYS[6], id, ARGV[2])
-if redis.call('HEXISTS', KEYS[1], 'started_at') == 0 then redis.call('HSET', KEYS[1], 'started_at', ARGV[3]) end
-local j = redis.call('HMGET', KEYS[1], 'policy', 'state')
-local spend = redis.call('HMGET', KEYS[1], 'tokens_in', 'tokens_out', 'cost_micros')
-return {'ok', tonumber(redis.call('HGET', KEYS[5], id) or '0'), redis.call('HGET', KEYS[2], id),
-  j[1], j[2], redis.call('HGET', KEYS[9], id) or '', replayed,
-  tonumber(spend[1] or '0'), tonumber(spend[2] or '0'), tonumber(spend[3] or '0')}
+local may_start = startable(j[2])
+local started = j[6]
+local active, calls_started = 0, 0
+for i = 4, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local st = redis.call('HGET', KEYS[3], id)
+  local replayed = ''
+  if st == 'failed' and mode == 'replay' then
+    -- The caller checked that asynq ran this task from its archive.
+    replay(id)
+    st = 'pending'
+    replayed = 'replayed'
+    may_start = startable(redis.call('HGET', KEYS[1], 'state'))
+  end
+  if not st then
+    out[#out + 1] = {'unknown'}
+  elseif st == 'done' or st == 'failed' then
+    out[#out + 1] = {st}
+  else
+    if st == 'pending' then
+      redis.call('HSET', KEYS[3], id, 'active')
+      active = active + 1
+    end
+    redis.call('HSET', KEYS[6], id, token)
+    local calls = tonumber(redis.call('HGET', KEYS[5], id) or '0')
+    local call = 0
+    if may_start and calls < max then
+      call = calls + 1
+      redis.call('HSET', KEYS[5], id, call)
+      calls_started = calls_started + 1
+    end
+    out[#out + 1] = {'ok', calls, redis.call('HGET', KEYS[2], id), redis.call('HGET', KEYS[9], id) or '', replayed, call}
+  end
+end
+if active > 0 then redis.call('HINCRBY', KEYS[1], 'active', active) end
+if calls_started > 0 then redis.call('HINCRBY', KEYS[1], 'provider_calls', calls_started) end
+if not started and #out > 1 then redis.call('HSET', KEYS[1], 'started_at', now) end
+-- A replay may have changed the state.
+out[1] = {j[1], redis.call('HGET', KEYS[1], 'state'), tonumber(j[3] or '0'), tonumber(j[4] or '0'), tonumber(j[5] or '0')}
+return out
 `)
 
 // startCallScript: ARGV id, token, max, now. Returns calls so far including
@@ -146,50 +185,84 @@ redis.call('HINCRBY', KEYS[1], 'provider_calls', 1)
 return c + 1
 `)
 
-// commitScript: ARGV id, token, result, tokens_in, tokens_out, now, model,
-// cost_micros.
+// commitScript commits results of one job: ARGV now, then id, result,
+// tokens_in, tokens_out, model, cost_micros tuples. Returns each one's
+// outcome: committed, duplicate, missing or unknown. Each commit is applied
+// whole, in order, and the job's finish check runs once, at the end.
 var commitScript = redis.NewScript(luaCommon + `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
-local id = ARGV[1]
-local st = redis.call('HGET', KEYS[3], id)
-if not st then return 'unknown' end
-if st == 'done' then
-  redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
-  return 'duplicate'
+local now = ARGV[1]
+local out = {}
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  for i = 2, #ARGV, 6 do out[#out + 1] = 'missing' end
+  return out
 end
-redis.call('HSET', KEYS[7], id, ARGV[3])
-redis.call('HSET', KEYS[3], id, 'done')
-redis.call('HINCRBY', KEYS[1], 'done', 1)
-if st == 'active' then
-  redis.call('HINCRBY', KEYS[1], 'active', -1)
-elseif st == 'failed' then
-  redis.call('HINCRBY', KEYS[1], 'failed', -1)
-  redis.call('HDEL', KEYS[8], id)
+local done, active, failed, dups, tin, tout, cost = 0, 0, 0, 0, 0, 0, 0
+local per_model = {}
+for i = 2, #ARGV, 6 do
+  local id = ARGV[i]
+  local st = redis.call('HGET', KEYS[3], id)
+  if not st then
+    out[#out + 1] = 'unknown'
+  elseif st == 'done' then
+    dups = dups + 1
+    out[#out + 1] = 'duplicate'
+  else
+    redis.call('HSET', KEYS[7], id, ARGV[i + 1])
+    redis.call('HSET', KEYS[3], id, 'done')
+    done = done + 1
+    if st == 'active' then
+      active = active + 1
+    elseif st == 'failed' then
+      failed = failed + 1
+      redis.call('HDEL', KEYS[8], id)
+    end
+    redis.call('HDEL', KEYS[6], id)
+    redis.call('HDEL', KEYS[9], id)
+    local ti, to, c = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 5])
+    tin, tout, cost = tin + ti, tout + to, cost + c
+    local m = per_model[ARGV[i + 4]]
+    if not m then
+      m = {0, 0, 0, 0}
+      per_model[ARGV[i + 4]] = m
+    end
+    m[1], m[2], m[3], m[4] = m[1] + 1, m[2] + ti, m[3] + to, m[4] + c
+    out[#out + 1] = 'committed'
+  end
 end
-redis.call('HDEL', KEYS[6], id)
-redis.call('HDEL', KEYS[9], id)
-redis.call('HINCRBY', KEYS[1], 'tokens_in', ARGV[4])
-redis.call('HINCRBY', KEYS[1], 'tokens_out', ARGV[5])
-redis.call('HINCRBY', KEYS[1], 'cost_micros', ARGV[8])
-local m = 'model:' .. ARGV[7] .. ':'
-redis.call('HINCRBY', KEYS[1], m .. 'items', 1)
-redis.call('HINCRBY', KEYS[1], m .. 'in', ARGV[4])
-redis.call('HINCRBY', KEYS[1], m .. 'out', ARGV[5])
-redis.call('HINCRBY', KEYS[1], m .. 'cost', ARGV[8])
-finish_check(ARGV[6])
-return 'committed'
+if dups > 0 then redis.call('HINCRBY', KEYS[1], 'duplicates', dups) end
+if done > 0 then
+  redis.call('HINCRBY', KEYS[1], 'done', done)
+  if active > 0 then redis.call('HINCRBY', KEYS[1], 'active', -active) end
+  if failed > 0 then redis.call('HINCRBY', KEYS[1], 'failed', -failed) end
+  redis.call('HINCRBY', KEYS[1], 'tokens_in', tin)
+  redis.call('HINCRBY', KEYS[1], 'tokens_out', tout)
+  redis.call('HINCRBY', KEYS[1], 'cost_micros', cost)
+  for model, m in pairs(per_model) do
+    local p = 'model:' .. model .. ':'
+    redis.call('HINCRBY', KEYS[1], p .. 'items', m[1])
+    redis.call('HINCRBY', KEYS[1], p .. 'in', m[2])
+    redis.call('HINCRBY', KEYS[1], p .. 'out', m[3])
+    redis.call('HINCRBY', KEYS[1], p .. 'cost', m[4])
+  end
+  finish_check(now)
+end
+return out
 `)
 
-// failScript: ARGV id, token, failure, now.
-var failScript = redis.NewScript(luaCommon + `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+// failScript: ARGV id, token, failure, now, unsent ('1' gives back the
+// call Begin counted: it never went out).
+var failScript = redis.NewScript(luaCommon + luaUnsent + `
 local id = ARGV[1]
 local st = redis.call('HGET', KEYS[3], id)
-if not st then return 'unknown' end
+if not st then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+  return 'unknown'
+end
 if st == 'done' or st == 'failed' then return 'ignored' end
 -- Only the attempt that holds the item may fail it: a stale attempt (its
 -- task re-dispatched elsewhere) must not end an item another one owns.
 if redis.call('HGET', KEYS[6], id) ~= ARGV[2] then return 'lost' end
+if ARGV[5] == '1' then unsent(id) end
 redis.call('HSET', KEYS[8], id, ARGV[3])
 redis.call('HSET', KEYS[3], id, 'failed')
 redis.call('HINCRBY', KEYS[1], 'failed', 1)
@@ -199,16 +272,31 @@ finish_check(ARGV[4])
 return 'failed'
 `)
 
-// releaseScript: ARGV id, token, lasterr (empty keeps the previous one).
-var releaseScript = redis.NewScript(`
+// releaseScript: ARGV id, token, lasterr (empty keeps the previous one),
+// unsent ('1' gives back the call Begin counted: it never went out).
+var releaseScript = redis.NewScript(luaUnsent + `
 local id = ARGV[1]
 if redis.call('HGET', KEYS[3], id) ~= 'active' or redis.call('HGET', KEYS[6], id) ~= ARGV[2] then return 'lost' end
+if ARGV[4] == '1' then unsent(id) end
 redis.call('HSET', KEYS[3], id, 'pending')
 redis.call('HINCRBY', KEYS[1], 'active', -1)
 redis.call('HDEL', KEYS[6], id)
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[9], id, ARGV[3]) end
 return 'ok'
 `)
+
+// luaUnsent gives back a call that Begin counted but that never went out
+// (the attempt waited for the limiter or the breaker, or ended before its
+// call): the item's budget and the job's provider_calls stay true.
+const luaUnsent = `
+local function unsent(id)
+  local c = tonumber(redis.call('HGET', KEYS[5], id) or '0')
+  if c > 0 then
+    redis.call('HSET', KEYS[5], id, c - 1)
+    redis.call('HINCRBY', KEYS[1], 'provider_calls', -1)
+  end
+end
+`
 
 // sweepScript: ARGV failure, now, ids... Fails the listed items that are
 // still pending.
