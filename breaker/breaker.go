@@ -20,8 +20,8 @@
 // each one Lua script, so every count is updated atomically and a call runs
 // between them with nothing held.
 //
-//   - Closed: every call is allowed. Outcomes are recorded per distinct item
-//     over a sliding window. The breaker opens when ConsecutiveItems
+//   - Closed: every call is allowed. Outcomes are recorded over a sliding
+//     window: failures and 429s per distinct item, successes counted. The breaker opens when ConsecutiveItems
 //     different items fail in a row, when the failed share of at least
 //     MinItems items reaches FailureRatio, or when RateLimitedItems items
 //     got 429s and they are at least RateLimitedRatio of the items seen (the
@@ -36,6 +36,21 @@
 //     lease (a probe whose worker died frees its slot when the lease ends).
 //     A successful probe closes the breaker for everyone; a failed one opens
 //     it again.
+//
+// # A worker's view
+//
+// A call must not pay a round trip for a breaker that is closed: each
+// worker keeps a view of the shared state, refreshed by every script it runs
+// and at most Settings.Refresh old (250 ms) while closed. An open breaker is
+// answered from the view until its cooldown ends. Outcomes other than
+// success are sent at once; successes, which cannot meet a trip rule once
+// the window holds MinItems items, are counted per second in the worker and
+// sent in one batch at most every Refresh, or first thing with the worker's
+// next other outcome, so one worker's outcomes keep their order. The window
+// counts successes per second rather than listing them, so a healthy
+// endpoint costs a few commands per worker per Refresh, not several per
+// call. A worker that has not yet heard of an open breaker may start calls
+// for up to Refresh; each one's failure refreshes its view.
 //
 // Transitions are made by exactly one script run, so the worker that made
 // one logs it: once per transition fleet-wide. They are also kept, with
@@ -53,6 +68,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -81,6 +97,12 @@ type Settings struct {
 	RateLimitedRatio float64
 	// MaxProbes is how many calls may run at once while half-open. Default 1.
 	MaxProbes int
+	// Refresh is how stale a worker's view of the shared state may be: a
+	// closed breaker lets calls through without asking Redis for this long
+	// after the worker last heard from it, and successes are sent in one
+	// batch at most this often. Every other outcome is sent at once and
+	// refreshes the view. Default 250ms.
+	Refresh time.Duration
 }
 
 func (s *Settings) setDefaults() {
@@ -108,6 +130,9 @@ func (s *Settings) setDefaults() {
 	if s.MaxProbes <= 0 {
 		s.MaxProbes = 1
 	}
+	if s.Refresh <= 0 {
+		s.Refresh = 250 * time.Millisecond
+	}
 }
 
 // Validate reports the first invalid setting, named as its worker flag.
@@ -119,6 +144,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("--breaker-failure-ratio must be between 0 and 1, got %g", s.FailureRatio)
 	case s.RateLimitedRatio < 0 || s.RateLimitedRatio > 1:
 		return fmt.Errorf("--breaker-429-ratio must be between 0 and 1, got %g", s.RateLimitedRatio)
+	case s.Refresh < 0:
+		return fmt.Errorf("breaker refresh must not be negative, got %s", s.Refresh)
 	case s.ConsecutiveItems < 0, s.MinItems < 0, s.RateLimitedItems < 0, s.MaxProbes < 0:
 		return fmt.Errorf("breaker item counts and --breaker-probes must not be negative")
 	}
@@ -148,22 +175,48 @@ type Transition struct {
 	Reason string    `json:"reason"`
 }
 
-// Breaker is one endpoint's breaker.
+// Breaker is one endpoint's breaker, as one worker sees it. It is safe for
+// concurrent use; each worker process keeps one per endpoint.
 type Breaker struct {
 	rdb      redis.UniversalClient
 	endpoint string
 	keys     []string
 	s        Settings
 	now      func() time.Time
+
+	mu    *sync.Mutex
+	view  *view
+	batch *batch
+}
+
+// view is what this worker last heard of the shared state.
+type view struct {
+	known bool
+	state gobreaker.State
+	until time.Time // when an open breaker may half-open
+	at    time.Time // when it was heard
+	// failed and succeeded are the window's counts while closed.
+	failed, succeeded int64
+}
+
+// batch is the successes counted since the last report: per second (the
+// window's granularity) and the items, so that those that had failed or
+// been rate-limited leave those windows.
+type batch struct {
+	perSecond map[int64]int
+	items     []string
+	since     time.Time
 }
 
 // New returns the breaker of an endpoint.
 func New(rdb redis.UniversalClient, endpoint string, s Settings) *Breaker {
 	s.setDefaults()
-	return &Breaker{rdb: rdb, endpoint: endpoint, keys: checkpoint.BreakerKeys(endpoint), s: s, now: time.Now}
+	return &Breaker{rdb: rdb, endpoint: endpoint, keys: checkpoint.BreakerKeys(endpoint), s: s, now: time.Now,
+		mu: &sync.Mutex{}, view: &view{}, batch: &batch{}}
 }
 
-// WithClock returns a copy reading time from now (tests).
+// WithClock returns a copy reading time from now (tests). It shares the
+// original's view and batch.
 func (b *Breaker) WithClock(now func() time.Time) *Breaker {
 	c := *b
 	c.now = now
@@ -187,21 +240,33 @@ type Decision struct {
 }
 
 // Allow decides whether a call may start now. probeLease bounds how long a
-// probe slot is held if its worker dies before reporting.
+// probe slot is held if its worker dies before reporting. A closed breaker
+// heard from within Settings.Refresh, and an open one whose cooldown has
+// not ended, are answered from the worker's view without a round trip.
 func (b *Breaker) Allow(ctx context.Context, probeLease time.Duration) (Decision, error) {
-	token := ""
+	now := b.now()
+	b.mu.Lock()
+	v := *b.view
+	b.mu.Unlock()
+	switch {
+	case v.known && v.state == gobreaker.StateClosed && now.Sub(v.at) < b.s.Refresh:
+		return Decision{Allowed: true}, nil
+	case v.known && v.state == gobreaker.StateOpen && now.Before(v.until):
+		return Decision{Wait: v.until.Sub(now)}, nil
+	}
 	var tb [8]byte
 	_, _ = rand.Read(tb[:])
-	token = hex.EncodeToString(tb[:])
+	token := hex.EncodeToString(tb[:])
 	halfOpenWait := min(b.s.Cooldown/10, 5*time.Second)
 	if halfOpenWait < time.Second {
 		halfOpenWait = time.Second
 	}
-	res, err := allowScript.Run(ctx, b.rdb, b.keys, b.now().UnixMilli(), b.s.MaxProbes, token,
+	res, err := allowScript.Run(ctx, b.rdb, b.keys, now.UnixMilli(), b.s.MaxProbes, token,
 		probeLease.Milliseconds(), halfOpenWait.Milliseconds()).Slice()
 	if err != nil {
 		return Decision{}, fmt.Errorf("breaker %s: allow: %w", b.endpoint, err)
 	}
+	b.heard(now, res[3], res[4], nil, nil)
 	d := Decision{}
 	switch res[0].(string) {
 	case "allow":
@@ -215,6 +280,23 @@ func (b *Breaker) Allow(ctx context.Context, probeLease time.Duration) (Decision
 		d.Transition = decodeTransition(tr)
 	}
 	return d, nil
+}
+
+// heard updates the view from a script's answer.
+func (b *Breaker) heard(at time.Time, state, until, failed, succeeded any) {
+	v := view{known: true, state: parseState(str(state)), at: at, failed: toInt64(failed), succeeded: toInt64(succeeded)}
+	if u := toInt64(until); u > 0 && v.state == gobreaker.StateOpen {
+		v.until = time.UnixMilli(u)
+	}
+	b.mu.Lock()
+	if !b.view.at.After(at) {
+		if failed == nil {
+			// Allow does not count the window: keep the last counts.
+			v.failed, v.succeeded = b.view.failed, b.view.succeeded
+		}
+		*b.view = v
+	}
+	b.mu.Unlock()
 }
 
 // Outcome is what a call's result tells the breaker.
@@ -237,20 +319,93 @@ const (
 	Abandoned Outcome = "abandon"
 )
 
+// outcomeBatch sends the batched successes alone.
+const outcomeBatch Outcome = "batch"
+
 // Report records a call's outcome for item (any string unique to the item,
-// e.g. job and id) and returns the transition it caused, if any.
+// e.g. job and id) and returns the transition it caused, if any. The
+// successes of calls that were not probes are batched (see
+// Settings.Refresh); any other report sends the batch first, so the order of
+// one worker's outcomes is kept.
 func (b *Breaker) Report(ctx context.Context, d Decision, o Outcome, item string) (*Transition, error) {
+	now := b.now()
+	switch {
+	case o == Abandoned && !d.Probe:
+		return nil, nil
+	case o == Success && !d.Probe && b.batchable():
+		b.mu.Lock()
+		bt := b.batch
+		if bt.perSecond == nil {
+			bt.perSecond, bt.since = map[int64]int{}, now
+		}
+		bt.perSecond[now.UnixMilli()/1000]++
+		bt.items = append(bt.items, item)
+		due := now.Sub(bt.since) >= b.s.Refresh
+		b.mu.Unlock()
+		if !due {
+			return nil, nil
+		}
+		o, item = outcomeBatch, ""
+	}
+	return b.send(ctx, now, d, o, item)
+}
+
+// batchable reports whether a success may wait in the batch: only one that
+// cannot meet a trip rule. A success can only do so while the window holds
+// failures among fewer than MinItems items (it makes the count reach
+// MinItems); otherwise it lowers every ratio and breaks the streak, which
+// the batch does when it is sent, before any later outcome of this worker.
+func (b *Breaker) batchable() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v := b.view
+	if !v.known || v.state != gobreaker.StateClosed {
+		return v.known
+	}
+	return v.failed == 0 || v.failed+v.succeeded+int64(len(b.batch.items)) >= int64(b.s.MinItems)
+}
+
+// Flush sends the batched successes now (a worker shutting down).
+func (b *Breaker) Flush(ctx context.Context) error {
+	b.mu.Lock()
+	empty := b.batch.perSecond == nil
+	b.mu.Unlock()
+	if empty {
+		return nil
+	}
+	_, err := b.send(ctx, b.now(), Decision{}, outcomeBatch, "")
+	return err
+}
+
+func (b *Breaker) send(ctx context.Context, now time.Time, d Decision, o Outcome, item string) (*Transition, error) {
+	b.mu.Lock()
+	bt := *b.batch
+	*b.batch = batch{}
+	b.mu.Unlock()
+	var enc strings.Builder
+	for sec, n := range bt.perSecond {
+		if enc.Len() > 0 {
+			enc.WriteByte(',')
+		}
+		enc.WriteString(strconv.FormatInt(sec, 10) + ":" + strconv.Itoa(n))
+	}
 	s := b.s
-	res, err := reportScript.Run(ctx, b.rdb, b.keys, b.now().UnixMilli(), string(o), item, d.token,
+	args := make([]any, 0, 12+len(bt.items))
+	args = append(args, now.UnixMilli(), string(o), item, d.token,
 		s.Window.Milliseconds(), s.MinItems, strconv.FormatFloat(s.FailureRatio, 'f', -1, 64), s.ConsecutiveItems,
-		s.RateLimitedItems, strconv.FormatFloat(s.RateLimitedRatio, 'f', -1, 64), s.Cooldown.Milliseconds()).Text()
+		s.RateLimitedItems, strconv.FormatFloat(s.RateLimitedRatio, 'f', -1, 64), s.Cooldown.Milliseconds(), enc.String())
+	for _, it := range bt.items {
+		args = append(args, it)
+	}
+	res, err := reportScript.Run(ctx, b.rdb, b.keys, args...).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("breaker %s: report: %w", b.endpoint, err)
 	}
-	if res == "" {
-		return nil, nil
+	b.heard(now, res[1], res[2], res[3], res[4])
+	if tr, _ := res[0].(string); tr != "" {
+		return decodeTransition(tr), nil
 	}
-	return decodeTransition(res), nil
+	return nil, nil
 }
 
 // Snapshot is a breaker's state as users see it.
