@@ -21,7 +21,10 @@
 //     small script of ours moves the same GCRA cell by exactly the
 //     difference.
 //   - Holds. A 429 with Retry-After holds the whole fleet back for that key
-//     until then, not only the worker that got it.
+//     until then, not only the worker that got it. With no RPM/TPM limit
+//     set, a worker reads the hold at most every HoldRefresh (its own it
+//     sees at once), so a call costs no round trip at all; with limits, the
+//     hold is read with every reservation, which makes round trips anyway.
 //
 // Keys are per provider key, derived from the base URL and a hash of the API
 // key: the key itself never reaches Redis.
@@ -33,6 +36,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -63,7 +67,14 @@ type Limiter struct {
 	holdKey        string
 	rpm, tpm       redis_rate.Limit
 	tpmBurst       int
+
+	mu       sync.Mutex
+	holdTill time.Time // the fleet-wide hold as last read (local clock)
+	holdRead time.Time // when it was read
 }
+
+// HoldRefresh is how stale a worker's view of the fleet-wide hold may be.
+const HoldRefresh = 100 * time.Millisecond
 
 // New returns the limiter of a provider key.
 func New(rdb redis.UniversalClient, providerKey string, lim Limits) *Limiter {
@@ -79,6 +90,10 @@ func New(rdb redis.UniversalClient, providerKey string, lim Limits) *Limiter {
 	}
 	return l
 }
+
+// Limited reports whether an RPM or TPM limit is set: without one, Reserve
+// only honours the fleet-wide hold and Settle and Cancel do nothing.
+func (l *Limiter) Limited() bool { return l.lim.RPM > 0 || l.lim.TPM > 0 }
 
 // CountsTokens reports whether a TPM limit is set, so reservations need a
 // token estimate.
@@ -180,16 +195,42 @@ func (l *Limiter) Hold(ctx context.Context, d time.Duration) error {
 	if err := holdScript.Run(ctx, l.rdb, []string{l.holdKey}, d.Milliseconds()).Err(); err != nil {
 		return fmt.Errorf("rate limiter: hold: %w", err)
 	}
+	// This worker holds back at once; the others within HoldRefresh.
+	l.mu.Lock()
+	if till := time.Now().Add(d); till.After(l.holdTill) {
+		l.holdTill = till
+	}
+	l.mu.Unlock()
 	return nil
 }
 
-// held returns how long a hold still lasts.
+// held returns how long a hold still lasts, read from Redis at most every
+// HoldRefresh when no limit is set.
 func (l *Limiter) held(ctx context.Context) (time.Duration, error) {
+	now := time.Now()
+	l.mu.Lock()
+	till, fresh := l.holdTill, !l.Limited() && now.Sub(l.holdRead) < HoldRefresh
+	l.mu.Unlock()
+	if fresh {
+		return max(till.Sub(now), 0), nil
+	}
 	ms, err := heldScript.Run(ctx, l.rdb, []string{l.holdKey}).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("rate limiter: %w", err)
 	}
-	return time.Duration(ms) * time.Millisecond, nil
+	d := time.Duration(ms) * time.Millisecond
+	l.heldFor(now, d)
+	return d, nil
+}
+
+// heldFor notes a hold of d from at; a longer one already noted is kept.
+func (l *Limiter) heldFor(at time.Time, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.holdRead = at
+	if till := at.Add(d); till.After(l.holdTill) || d == 0 {
+		l.holdTill = till
+	}
 }
 
 // Holds are kept in the Redis server's time, like redis_rate's cells, so

@@ -122,3 +122,18 @@ func (c Counter) overhead(m tasks.Message) int {
 	}
 	return n
 }
+
+// AtMost returns an upper bound of Messages without tokenizing: every token
+// stands for at least one byte, so role, content and name cannot count more
+// tokens than they have bytes. A prompt whose bound is within a limit needs
+// no count for that limit.
+func AtMost(msgs []tasks.Message) int {
+	n := perReply
+	for _, m := range msgs {
+		n += perMessage + len(m.Role) + len(m.Content)
+		if m.Name != "" {
+			n += perName + len(m.Name)
+		}
+	}
+	return n
+}

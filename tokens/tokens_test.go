@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"strings"
 	"sync"
 	"testing"
 
@@ -146,4 +147,24 @@ func TestConcurrentUse(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// AtMost never undercounts, whatever the script, for both encodings: the
+// window check skips the tokenizer on its word.
+func TestAtMostIsAnUpperBound(t *testing.T) {
+	t.Parallel()
+	texts := []string{"", "a", "hello world", "日本語のテキストです", "emoji 🎉🎉🎉 and ZWJ 👩‍👩‍👧", "   \n\t  ", strings.Repeat("x", 5000),
+		strings.Repeat("¡ñé ", 300), "\x00\x01 control", "<|endoftext|> special text"}
+	for _, enc := range []string{O200kBase, Cl100kBase} {
+		c := ForEncoding(enc)
+		for _, s := range texts {
+			msgs := []tasks.Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: s, Name: "n"}}
+			if got, bound := c.Messages(msgs), AtMost(msgs); bound < got {
+				t.Errorf("%s: AtMost(%q) = %d, below the count %d", enc, s, bound, got)
+			}
+		}
+	}
+	if got := AtMost([]tasks.Message{{Role: "user", Content: "abcd"}}); got != 3+3+4+4 {
+		t.Errorf("AtMost = %d, want reply 3 + message 3 + role 4 + content 4 = 14", got)
+	}
 }
