@@ -3,14 +3,31 @@
 //
 // # One attempt
 //
-// The handler claims the item in the checkpoint (skipping items already done
-// or failed), checks the job's cancellation and deadline, spends one unit of
-// the item's attempt budget (counted in the checkpoint, never by asynq's
-// retry counter), calls the provider under its own contexts (the per-attempt
-// timeout and the job deadline, each with its own cause), classifies the
-// outcome, and then either commits the result, fails the item for good, or
-// releases it to pending and asks asynq for a retry after a jittered
-// exponential backoff that is never shorter than the provider's Retry-After.
+// item.go holds the per-item path, in order: begin (claim the item and
+// count its call, in one checkpoint script, skipping items already done or
+// failed), the checks that end an attempt before any call (the job
+// cancelled or past its deadline, the budget spent, the job's budget
+// reached), the context window (window.go), the fleet's rate limiter and
+// circuit breaker (guard.go), the call under the attempt's own contexts
+// (the per-attempt timeout and the job deadline, each with its own cause),
+// and decide (decide.go), a pure function that says what follows the call:
+// commit the result, shrink the prompt and call again, fail the item for
+// good, or release it to pending and ask asynq for a retry after a jittered
+// exponential backoff that is never shorter than the provider's
+// Retry-After. The attempt budget is counted in the checkpoint, never by
+// asynq's retry counter.
+//
+// # What an item costs
+//
+// On a healthy fleet an item costs asynq's own two scripts plus a share of
+// two of ours: claims and results of concurrent attempts of a job share
+// script runs (checkpoint's group commit, with a linger of up to
+// Config.BatchLinger when they come fast). The breaker is read from the
+// worker's view of it, refreshed at most every breaker.Settings.Refresh and
+// by every outcome it sends, and successes are sent to it in batches; with
+// no --rpm or --tpm set the limiter makes no round trip (its fleet-wide hold
+// is read at most every ratelimit.HoldRefresh); and a prompt whose bytes
+// cannot exceed the model's window is not tokenized.
 //
 // # Why asynq's own timeout, deadline and retry count are not used
 //

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"log/slog"
-	mrand "math/rand/v2"
 	"sync"
 	"time"
 
@@ -28,7 +27,8 @@ type guard struct {
 	metrics  *Metrics
 
 	mu       sync.Mutex
-	breakers map[string]*breaker.Breaker
+	breakers map[string]*breaker.Breaker // by endpoint
+	byModel  map[string]*breaker.Breaker // the same, by model name
 }
 
 // maxInlineWait is the longest limiter wait spent sleeping in the handler;
@@ -52,15 +52,40 @@ func (g *guard) breakerFor(model string) *breaker.Breaker {
 	if g.rdb == nil || g.noBreak {
 		return nil
 	}
-	ep := breaker.Endpoint(g.baseURL, model)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if b, ok := g.byModel[model]; ok {
+		return b
+	}
+	if g.breakers == nil {
+		g.breakers = map[string]*breaker.Breaker{}
+	}
+	if g.byModel == nil {
+		g.byModel = map[string]*breaker.Breaker{}
+	}
+	ep := breaker.Endpoint(g.baseURL, model)
 	b, ok := g.breakers[ep]
 	if !ok {
 		b = breaker.New(g.rdb, ep, g.settings)
 		g.breakers[ep] = b
 	}
+	g.byModel[model] = b
 	return b
+}
+
+// flush sends every breaker's batched successes (the worker is stopping).
+func (g *guard) flush(ctx context.Context) {
+	g.mu.Lock()
+	bs := make([]*breaker.Breaker, 0, len(g.breakers))
+	for _, b := range g.breakers {
+		bs = append(bs, b)
+	}
+	g.mu.Unlock()
+	for _, b := range bs {
+		if err := b.Flush(ctx); err != nil {
+			g.log.Warn("breaker: send the last successes", "err", err)
+		}
+	}
 }
 
 // admit waits for the rate limiter (briefly, in the handler) and asks the
@@ -70,7 +95,19 @@ func (g *guard) breakerFor(model string) *breaker.Breaker {
 func (g *guard) admit(ctx context.Context, a *attempt, it *tasks.Item, prompt int, model string, timeout time.Duration) (pass, time.Duration, error) {
 	p := pass{breaker: g.breakerFor(model)}
 	a.noteEndpoint(ctx, p)
-	if g.limiter != nil {
+	switch {
+	case g.limiter != nil && !g.limiter.Limited():
+		// No RPM/TPM limit: only the fleet-wide hold a 429 set, which the
+		// limiter reads at most every ratelimit.HoldRefresh.
+		_, wait, err := g.limiter.Reserve(ctx, 0)
+		if err != nil {
+			return p, 0, err
+		}
+		if wait > 0 {
+			g.metrics.waits.WithLabelValues("limiter").Inc()
+			return p, jitter(wait), nil
+		}
+	case g.limiter != nil:
 		want := 0
 		if g.limiter.CountsTokens() {
 			p.prompt = prompt
@@ -119,15 +156,6 @@ func (g *guard) admit(ctx context.Context, a *attempt, it *tasks.Item, prompt in
 		p.decision = d
 	}
 	return p, 0, nil
-}
-
-// jitter spreads delayed tasks so they do not all come back at once.
-func jitter(d time.Duration) time.Duration {
-	extra := min(d/5, 10*time.Second)
-	if extra < 500*time.Millisecond {
-		extra = 500 * time.Millisecond
-	}
-	return d + time.Duration(mrand.Int64N(int64(extra)))
 }
 
 func (g *guard) giveBack(ctx context.Context, p pass) {

@@ -51,6 +51,11 @@ type Config struct {
 	Breaker breaker.Settings
 	// NoBreaker turns the breaker off (to measure what it saves).
 	NoBreaker bool
+	// BatchLinger is how long, at most, an item's claim or result waits to
+	// share a Redis script run with others of its job when they come fast
+	// (group commit; see checkpoint.DefaultLinger). Default 2ms; negative
+	// turns the wait off (concurrent ones still share runs).
+	BatchLinger time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -69,6 +74,12 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	switch {
+	case c.BatchLinger == 0:
+		c.BatchLinger = checkpoint.DefaultLinger
+	case c.BatchLinger < 0:
+		c.BatchLinger = 0
+	}
 }
 
 // Validate reports the first invalid field, named as its flag.
@@ -84,6 +95,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--rpm must not be negative, got %d", c.RPM)
 	case c.TPM < 0:
 		return fmt.Errorf("--tpm must not be negative, got %d", c.TPM)
+	case c.BatchLinger > time.Second:
+		return fmt.Errorf("--batch-linger must be at most 1s, got %s", c.BatchLinger)
 	}
 	if err := c.Breaker.Validate(); err != nil {
 		return err
@@ -164,7 +177,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	// Even without RPM/TPM limits the limiter keeps the fleet-wide hold that
 	// a 429's Retry-After sets.
 	g.limiter = ratelimit.New(rdb, ratelimit.ProviderKey(base, cfg.Provider.APIKey), ratelimit.Limits{RPM: cfg.RPM, TPM: cfg.TPM})
-	h := NewHandler(checkpoint.New(rdb), completer, cfg.Logger, m, g)
+	h := NewHandler(checkpoint.New(rdb).WithLinger(cfg.BatchLinger), completer, cfg.Logger, m, g)
 	h.inspector = asynq.NewInspectorFromRedisClient(rdb)
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -220,6 +233,9 @@ func (w *Worker) MetricsAddr() string {
 func (w *Worker) Shutdown() {
 	w.srv.Stop()
 	w.srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	w.handler.guard.flush(ctx)
+	cancel()
 	w.stopHTTP()
 	w.cfg.Logger.Info("worker stopped")
 }

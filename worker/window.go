@@ -8,16 +8,11 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/llmfleet/llmfleet/checkpoint"
 	"github.com/llmfleet/llmfleet/models"
 	"github.com/llmfleet/llmfleet/provider"
 	"github.com/llmfleet/llmfleet/tasks"
 	"github.com/llmfleet/llmfleet/tokens"
-)
-
-// Overflow policies (--on-overflow).
-const (
-	OverflowTruncate = "truncate"
-	OverflowFail     = "fail"
 )
 
 // budgetRecheck is how long a task of a paused job waits before it looks at
@@ -31,7 +26,8 @@ type fitted struct {
 	dropped   int
 	recovered bool // shrunk after the provider reported an overflow
 	// tokens is the prompt's count by our tokenizer when the window check
-	// made one (0 otherwise): the TPM reservation reuses it.
+	// made one (0 otherwise: the prompt fits by its bytes alone, or the
+	// window is unknown); the TPM reservation reuses it.
 	tokens int
 }
 
@@ -64,10 +60,14 @@ func (a *attempt) preflight(it *tasks.Item, model string) (fitted, error) {
 	if window == 0 {
 		return f, nil
 	}
-	counter := tokens.ForModel(model)
 	if limit <= 0 {
 		return f, fmt.Errorf("no room for the prompt: the context window is %d tokens and %d are reserved for the answer", window, reserve)
 	}
+	if tokens.AtMost(it.Messages) <= limit {
+		// Every token is at least a byte: this prompt fits uncounted.
+		return f, nil
+	}
+	counter := tokens.ForModel(model)
 	res, err := counter.Fit(it.Messages, limit)
 	if errors.Is(err, tokens.ErrCannotFit) {
 		return f, fmt.Errorf("prompt is %d tokens and cannot be truncated to the limit of %d (context %d − %d reserved for the answer): %v",
@@ -76,7 +76,7 @@ func (a *attempt) preflight(it *tasks.Item, model string) (fitted, error) {
 	if err != nil {
 		return f, err
 	}
-	if res.Truncated && a.claimed.Policy.OnOverflow == OverflowFail {
+	if res.Truncated && a.claimed.Policy.OnOverflow == checkpoint.OverflowFail {
 		return f, fmt.Errorf("prompt is %d tokens, over the limit of %d (context %d − %d reserved for the answer); --on-overflow fail",
 			res.Before, limit, window, reserve)
 	}
@@ -131,9 +131,14 @@ func (a *attempt) shrink(it, send *tasks.Item, model string, fit *fitted, pe *pr
 }
 
 // modelTable is the built-in model table with the job's overrides, built
-// once per attempt (the window check and the cost both read it).
+// once per attempt (the window check and the cost both read it), or the
+// handler's built-in table when the job overrides nothing.
 func (a *attempt) modelTable() models.Table {
-	if a.models == nil {
+	switch {
+	case a.models != nil:
+	case len(a.claimed.Policy.Models) == 0 && a.h.builtin != nil:
+		a.models = a.h.builtin
+	default:
 		a.models = models.Builtin().With(a.claimed.Policy.Models)
 	}
 	return a.models
@@ -164,5 +169,5 @@ func (a *attempt) pauseForBudget(ctx context.Context, reason string) error {
 	if paused {
 		a.log().Warn("job paused", "reason", reason)
 	}
-	return a.release(ctx, errBudget, nil, jitter(budgetRecheck))
+	return a.releaseUnsent(ctx, errBudget, jitter(budgetRecheck))
 }

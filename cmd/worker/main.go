@@ -82,11 +82,18 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (config,
 	fs.Float64Var(&b.RateLimitedRatio, "breaker-429-ratio", 0.5, "...and they are at least this share of the window's items")
 	fs.IntVar(&b.MaxProbes, "breaker-probes", 1, "probe calls at once, fleet-wide, while half-open")
 	fs.BoolVar(&c.worker.NoBreaker, "no-breaker", false, "turn the fleet-wide circuit breaker off")
+	fs.DurationVar(&c.worker.BatchLinger, "batch-linger", 2*time.Millisecond, "how long an item's claim or result may wait to share a Redis round trip with others of its job when they come fast; 0 never waits")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
 		}
 		return c, usageError{err}
+	}
+	switch {
+	case c.worker.BatchLinger < 0:
+		return c, usageError{fmt.Errorf("--batch-linger must not be negative, got %s", c.worker.BatchLinger)}
+	case c.worker.BatchLinger == 0:
+		c.worker.BatchLinger = -1 // worker.Config: negative is off, zero the default
 	}
 	if fs.NArg() > 0 {
 		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}

@@ -1,0 +1,478 @@
+package worker
+
+// The per-item path, top to bottom. One task run is one attempt of one item:
+//
+//  1. ProcessTask reads the payload (ids only) and begins: the item is
+//     claimed and its call counted in one checkpoint script
+//     (checkpoint.Store.Begin). An item already done or failed (a
+//     re-dispatch, a rerun) ends here.
+//  2. run checks what ends the attempt before any call: the job cancelled
+//     or past its deadline, the item's budget of calls spent, a damaged
+//     stored item, the job's budget reached.
+//  3. preflight (window.go) fits the prompt into the model's window.
+//  4. admit (guard.go) passes the fleet's rate limiter and circuit breaker;
+//     both answer from the worker's own view when they can.
+//  5. call makes the provider call under the attempt's timeout and the
+//     job's deadline.
+//  6. decide (decide.go) says what follows, with no side effects.
+//  7. run carries it out: commit, shrink and call again, retry, fail,
+//     expire or release.
+//
+// Every step that ends the attempt is one checkpoint script. A call counted
+// by Begin that does not go out (a wait, a failure before the call) is
+// given back in the same script that ends the attempt (ReleaseUnsent,
+// FailUnsent), so the item's budget counts provider calls only.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/llmfleet/llmfleet/checkpoint"
+	"github.com/llmfleet/llmfleet/models"
+	"github.com/llmfleet/llmfleet/provider"
+	"github.com/llmfleet/llmfleet/tasks"
+)
+
+// ProcessTask runs one attempt of an item.
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	p, err := tasks.ParseItemPayload(t.Payload())
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	a := &attempt{h: h, job: p.Job, id: p.Item, token: newToken()}
+	c, err := h.store.Begin(ctx, a.job, a.id, a.token, false)
+	if err != nil {
+		return err
+	}
+	switch c.Verdict {
+	case checkpoint.VerdictClaimed:
+	case checkpoint.VerdictFailed:
+		return h.failedItemRun(ctx, a)
+	case checkpoint.VerdictDone:
+		// Already finished (a re-dispatch, a rerun): nothing to do.
+		h.metrics.skipped.Inc()
+		return nil
+	default:
+		h.log.Debug("dropping task of unknown job or item", "job", a.job, "item", a.id, "verdict", c.Verdict)
+		return nil
+	}
+	a.claimed = c
+	return a.run(ctx)
+}
+
+// failedItemRun handles a task whose item already failed. If asynq ran it
+// from its archive (asynqmon's Run button, the Inspector's RunTask), it is a
+// replay: a fresh attempt budget, as `producer replay` gives. Otherwise it
+// is a re-dispatch of a task whose failure was recorded but whose move to
+// the archive never happened (a worker killed in between): it goes back to
+// the archive without a call.
+func (h *Handler) failedItemRun(ctx context.Context, a *attempt) error {
+	v, err := h.store.Item(ctx, a.job, a.id)
+	if err != nil {
+		return err
+	}
+	if v.Failure == nil || !v.Failure.Archived {
+		// Ended by a sweep (cancelled, expired): its record is final.
+		h.metrics.skipped.Inc()
+		return nil
+	}
+	if !h.ranFromArchive(ctx) {
+		return fmt.Errorf("%s: %s: %w", v.Failure.Class, v.Failure.Reason, asynq.SkipRetry)
+	}
+	c, err := h.store.Begin(ctx, a.job, a.id, a.token, true)
+	if err != nil {
+		return err
+	}
+	if c.Verdict != checkpoint.VerdictClaimed {
+		return nil
+	}
+	h.log.Info("item replayed from the archive with a fresh attempt budget", "job", a.job, "item", a.id)
+	a.claimed = c
+	return a.run(ctx)
+}
+
+// ranFromArchive reports whether the running task came out of asynq's
+// archive: its last error is still the SkipRetry that archived it. A task
+// re-dispatched after a lost lease carries asynq's lease error instead.
+func (h *Handler) ranFromArchive(ctx context.Context) bool {
+	if h.inspector == nil {
+		return false
+	}
+	id, _ := asynq.GetTaskID(ctx)
+	queue, _ := asynq.GetQueueName(ctx)
+	info, err := h.inspector.GetTaskInfo(queue, id)
+	if err != nil {
+		return false
+	}
+	return strings.HasSuffix(info.LastErr, asynq.SkipRetry.Error())
+}
+
+// attempt is one task run of one item, holding the item's claim.
+type attempt struct {
+	h       *Handler
+	job, id string
+	token   string
+	claimed checkpoint.Claimed
+	models  models.Table // see modelTable
+}
+
+func (a *attempt) log() *slog.Logger { return a.h.log.With("job", a.job, "item", a.id) }
+
+func (a *attempt) run(ctx context.Context) error {
+	h := a.h
+	c := a.claimed
+	pol := c.Policy
+
+	// 2. What ends the attempt before any call.
+	if c.Call == 0 {
+		return a.notStarted(ctx)
+	}
+	var it tasks.Item
+	if err := json.Unmarshal(c.Input, &it); err != nil {
+		return a.failUnsent(ctx, provider.BadRequest, "stored item is not valid: "+err.Error())
+	}
+	if reason := pol.OverBudget(c.Spend); reason != "" {
+		return a.pauseForBudget(ctx, reason)
+	}
+	if c.State == checkpoint.StatePaused {
+		// The budget was raised: the job runs again.
+		if resumed, err := h.store.Resume(ctx, a.job); err == nil && resumed {
+			a.log().Info("job resumed: its budget allows more calls")
+		}
+	}
+	model := it.Model
+	if model == "" {
+		model = pol.Model
+	}
+
+	// 3. The context window.
+	fit, err := a.preflight(&it, model)
+	if err != nil {
+		return a.failUnsent(ctx, provider.ContextOverflow, err.Error())
+	}
+	send := it
+	send.Messages = fit.messages
+
+	calls := c.Call // counted by Begin; StartCall counts any further call
+	for {
+		// 4. The fleet's limiter and breaker.
+		pass, wait, err := h.guard.admit(ctx, a, &send, fit.tokens, model, pol.Timeout)
+		if err != nil {
+			return a.releaseUnsent(ctx, err, time.Second)
+		}
+		if wait > 0 {
+			return a.releaseUnsent(ctx, errWaiting, wait)
+		}
+
+		// 5. The call.
+		comp, pe := a.call(ctx, &send, pol)
+		stopping := ctx.Err() != nil
+		bg := context.WithoutCancel(ctx) // what was paid for is recorded even when stopping
+		if stopping && pe != nil {
+			h.guard.abandon(bg, a, pass)
+		} else {
+			h.guard.settle(bg, a, pass, comp, pe)
+		}
+
+		// 6. What follows.
+		n := decide(called{
+			err: pe, stopping: stopping, calls: calls, maxCalls: pol.MaxAttempts,
+			retriesLeft: retriesLeft(ctx), onOverflow: pol.OnOverflow, shrunk: fit.recovered,
+			backoff: func(calls int, retryAfter time.Duration) time.Duration {
+				return Backoff(pol.BackoffMin, pol.BackoffMax, calls, retryAfter)
+			},
+		})
+		if pe != nil && !stopping {
+			h.metrics.calls.WithLabelValues(string(pe.Class)).Inc()
+			if comp != nil && comp.TokensIn+comp.TokensOut > 0 {
+				// Answered but not kept (invalid output, filtered): it was paid.
+				if err := h.store.AddUsage(bg, a.job, comp.Model, comp.TokensIn, comp.TokensOut, a.cost(comp, model)); err != nil {
+					a.log().Warn("count the usage of a discarded answer", "err", err)
+				}
+			}
+		}
+
+		// 7. Carry it out.
+		switch n.action {
+		case actCommit:
+			h.metrics.calls.WithLabelValues("ok").Inc()
+			return a.commit(bg, &it, comp, calls, &fit)
+		case actRelease:
+			// The worker is shutting down (or asynq gave up on the task):
+			// asynq requeues the task; the item goes back without a verdict.
+			return a.release(bg, ctx.Err(), nil, time.Second)
+		case actExpire:
+			return a.expire(ctx)
+		case actFail:
+			return a.fail(ctx, a.failureOf(pe, n.reason, calls), true)
+		case actRetry:
+			if err := h.store.Release(ctx, a.job, a.id, a.token, a.failureOf(pe, n.reason, calls)); err != nil && !errors.Is(err, checkpoint.ErrClaimLost) {
+				return err
+			}
+			a.log().Debug("attempt failed, will retry", "class", pe.Class, "attempt", calls, "delay", n.delay)
+			h.metrics.retries.WithLabelValues(string(pe.Class)).Inc()
+			return &RetryError{Err: pe, Delay: n.delay}
+		case actShrink:
+			if err := a.shrink(&it, &send, model, &fit, pe); err != nil {
+				return a.fail(ctx, a.failureOf(pe, err.Error(), calls), true)
+			}
+			a.log().Info("context overflow reported by the provider: prompt shrunk, calling again", "tokens_dropped", fit.dropped)
+			next, err := h.store.StartCall(ctx, a.job, a.id, a.token, pol.MaxAttempts)
+			switch {
+			case errors.Is(err, checkpoint.ErrJobEnded):
+				return a.ended(ctx)
+			case errors.Is(err, checkpoint.ErrBudgetSpent):
+				return a.fail(ctx, a.failureOf(pe, n.reason, calls), true)
+			case errors.Is(err, checkpoint.ErrClaimLost):
+				return nil
+			case err != nil:
+				return a.release(ctx, err, nil, time.Second)
+			}
+			calls = next
+		}
+	}
+}
+
+// call makes the provider call under the attempt's timeout and the job's
+// deadline. Every failure is classified.
+func (a *attempt) call(ctx context.Context, send *tasks.Item, pol checkpoint.Policy) (*provider.Completion, *provider.Error) {
+	callCtx, cancel := attemptContext(ctx, pol)
+	defer cancel()
+	start := a.h.now()
+	comp, err := a.h.client.Complete(callCtx, send, pol.Model)
+	a.h.metrics.callSeconds.Observe(a.h.now().Sub(start).Seconds())
+	if err == nil {
+		return comp, nil
+	}
+	return comp, provider.Classify(callCtx, err, nil)
+}
+
+// attemptContext bounds one call by the per-attempt timeout and the job
+// deadline, each with its own cause so Classify can tell them apart.
+func attemptContext(ctx context.Context, pol checkpoint.Policy) (context.Context, context.CancelFunc) {
+	var cancels []context.CancelFunc
+	if !pol.Deadline.IsZero() {
+		var c context.CancelFunc
+		ctx, c = context.WithDeadlineCause(ctx, pol.Deadline, provider.ErrJobDeadline)
+		cancels = append(cancels, c)
+	}
+	timeout := pol.Timeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	ctx, c := context.WithTimeoutCause(ctx, timeout, provider.ErrAttemptTimeout)
+	cancels = append(cancels, c)
+	return ctx, func() {
+		for _, c := range cancels {
+			c()
+		}
+	}
+}
+
+// notStarted ends an attempt for which Begin started no call: the job was
+// cancelled or is past its deadline, or the item's budget is spent.
+func (a *attempt) notStarted(ctx context.Context) error {
+	c := a.claimed
+	switch {
+	case c.State == checkpoint.StateCancelled:
+		return a.fail(ctx, a.newFailure(provider.Cancelled, "job cancelled", c.Calls, 0), false)
+	case c.State == checkpoint.StateExpired || (!c.Policy.Deadline.IsZero() && !a.h.now().Before(c.Policy.Deadline)):
+		return a.expire(ctx)
+	}
+	// A worker died during the last allowed call, or the budget was
+	// lowered: the budget is spent without a verdict from this attempt.
+	return a.spent(ctx)
+}
+
+// ended fails the item of a job that was cancelled or passed its deadline
+// since the attempt began.
+func (a *attempt) ended(ctx context.Context) error {
+	if j, err := a.h.store.Job(ctx, a.job); err == nil && j.State == checkpoint.StateCancelled {
+		return a.fail(ctx, a.newFailure(provider.Cancelled, "job cancelled", a.claimed.Calls, 0), false)
+	}
+	return a.expire(ctx)
+}
+
+// newFailure records a failure now, carrying over when the item first
+// failed from its last retryable failure.
+func (a *attempt) newFailure(class provider.Class, reason string, attempts, status int) *checkpoint.Failure {
+	now := a.h.now()
+	f := &checkpoint.Failure{Class: string(class), Reason: reason, Attempts: attempts, Status: status, FirstFailed: now, LastFailed: now}
+	if le := a.claimed.LastErr; le != nil && !le.FirstFailed.IsZero() {
+		f.FirstFailed = le.FirstFailed
+	}
+	return f
+}
+
+// failureOf is the failure record of a classified call failure.
+func (a *attempt) failureOf(pe *provider.Error, reason string, calls int) *checkpoint.Failure {
+	return a.newFailure(pe.Class, reason, calls, pe.Status)
+}
+
+func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Completion, calls int, fit *fitted) error {
+	model := it.Model
+	if model == "" {
+		model = a.claimed.Policy.Model
+	}
+	r := checkpoint.Result{
+		ID: a.id, Output: comp.Content, Model: comp.Model, Attempts: calls,
+		TokensIn: comp.TokensIn, TokensOut: comp.TokensOut, FinishedAt: a.h.now().UTC(), Metadata: it.Metadata,
+		Truncated: fit.truncated, TokensDropped: fit.dropped,
+		CostUSD: a.cost(comp, model),
+	}
+	out, err := a.h.store.Commit(ctx, a.job, a.token, r)
+	if err != nil {
+		return err
+	}
+	switch out {
+	case checkpoint.CommitDuplicate:
+		a.h.metrics.duplicates.Inc()
+		a.log().Warn("item was already done: second result dropped")
+	case checkpoint.Committed1:
+		a.h.metrics.items.WithLabelValues("done").Inc()
+	}
+	return nil
+}
+
+// fail records the item's final failure. archive sends the task to asynq's
+// archive (the dead-letter view in asynqmon) with the reason; job-level ends
+// (cancelled, expired) complete the task instead, since the checkpoint
+// already holds the record and a replay needs no archived task.
+func (a *attempt) fail(ctx context.Context, f *checkpoint.Failure, archive bool) error {
+	return a.end(ctx, f, archive, false)
+}
+
+// failUnsent fails the item before its counted call went out.
+func (a *attempt) failUnsent(ctx context.Context, class provider.Class, reason string) error {
+	return a.end(ctx, a.newFailure(class, reason, a.claimed.Calls, 0), true, true)
+}
+
+func (a *attempt) end(ctx context.Context, f *checkpoint.Failure, archive, unsent bool) error {
+	// The record says whether the task goes to the archive: running it from
+	// there later (asynqmon's Run) is then a replay.
+	f.Archived = archive
+	store := a.h.store.Fail
+	if unsent {
+		store = a.h.store.FailUnsent
+	}
+	ok, err := store(context.WithoutCancel(ctx), a.job, a.id, a.token, *f)
+	switch {
+	case errors.Is(err, checkpoint.ErrClaimLost):
+		return nil
+	case err != nil:
+		return err
+	}
+	if ok {
+		a.h.metrics.items.WithLabelValues("failed").Inc()
+		a.log().Info("item failed", "class", f.Class, "attempts", f.Attempts, "reason", f.Reason)
+	}
+	if !archive {
+		return nil
+	}
+	return fmt.Errorf("%s: %s: %w", f.Class, f.Reason, asynq.SkipRetry)
+}
+
+// spent fails an item whose attempt budget is used up, with the class of its
+// last failure.
+func (a *attempt) spent(ctx context.Context) error {
+	class, reason, status := provider.Timeout, "attempt budget spent; the last attempt ended without an answer (worker lost)", 0
+	if le := a.claimed.LastErr; le != nil {
+		class, reason, status = provider.Class(le.Class), le.Reason, le.Status
+	}
+	calls := a.claimed.Calls
+	return a.fail(ctx, a.newFailure(class, fmt.Sprintf("%s (after %d attempts)", reason, calls), calls, status), true)
+}
+
+// expire fails this item and, once per process and job, every pending item
+// of the job: a deadline never turns into a retry loop.
+func (a *attempt) expire(ctx context.Context) error {
+	if err := a.fail(ctx, a.newFailure(provider.Expired, "job deadline passed", a.claimed.Calls, 0), false); err != nil {
+		return err
+	}
+	h := a.h
+	h.mu.Lock()
+	done := h.expired[a.job]
+	h.expired[a.job] = true
+	h.mu.Unlock()
+	if done {
+		return nil
+	}
+	n, err := h.store.Expire(context.WithoutCancel(ctx), a.job)
+	if err != nil {
+		return err
+	}
+	a.log().Info("job deadline passed: pending items failed as expired", "items", n+1)
+	return nil
+}
+
+// errWaiting is the cause of a retry that waits for the breaker or the
+// rate limiter.
+var errWaiting = errors.New("waiting for the fleet's breaker or rate limiter")
+
+// release hands the item back to pending after a call (recording last, the
+// call's failure, when not nil) and asks asynq for a retry that spends
+// nothing, after wait.
+func (a *attempt) release(ctx context.Context, cause error, last *checkpoint.Failure, wait time.Duration) error {
+	return a.handBack(ctx, cause, last, wait, false)
+}
+
+// releaseUnsent hands the item back before its counted call went out (a
+// wait for the limiter, the breaker or a budget), giving the call back.
+func (a *attempt) releaseUnsent(ctx context.Context, cause error, wait time.Duration) error {
+	return a.handBack(ctx, cause, nil, wait, true)
+}
+
+func (a *attempt) handBack(ctx context.Context, cause error, last *checkpoint.Failure, wait time.Duration, unsent bool) error {
+	bg := context.WithoutCancel(ctx)
+	if retriesLeft(ctx) <= 0 {
+		// asynq would archive the task whatever we return, leaving the item
+		// pending with no task: record that instead.
+		f := a.newFailure(provider.Timeout, fmt.Sprintf("%v; asynq's retry headroom for this task is used up: replay the item", cause), a.claimed.Calls, 0)
+		return a.end(bg, f, true, unsent)
+	}
+	var err error
+	if unsent {
+		err = a.h.store.ReleaseUnsent(bg, a.job, a.id, a.token)
+	} else {
+		err = a.h.store.Release(bg, a.job, a.id, a.token, last)
+	}
+	if err != nil && !errors.Is(err, checkpoint.ErrClaimLost) {
+		return err
+	}
+	return &RetryError{Err: cause, Delay: wait, Wait: true}
+}
+
+// noteEndpoint records, once per process and job, which breaker guards the
+// job's calls, so status can show its state.
+func (a *attempt) noteEndpoint(ctx context.Context, p pass) {
+	if p.breaker == nil {
+		return
+	}
+	h := a.h
+	key := a.job + "\x00" + p.breaker.Endpoint()
+	h.mu.Lock()
+	done := h.noted[key]
+	h.noted[key] = true
+	h.mu.Unlock()
+	if done {
+		return
+	}
+	if err := h.store.NoteEndpoint(ctx, a.job, p.breaker.Endpoint()); err != nil {
+		a.log().Warn("note breaker endpoint", "err", err)
+	}
+}
+
+func newToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
