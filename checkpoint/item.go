@@ -32,8 +32,13 @@ type Result struct {
 	// TokensDropped is how many prompt tokens truncation removed.
 	TokensDropped int `json:"tokens_dropped,omitempty"`
 	// CostUSD is the call's estimated cost (from the model price table).
-	CostUSD    float64   `json:"cost_usd"`
-	FinishedAt time.Time `json:"finished_at"`
+	CostUSD float64 `json:"cost_usd"`
+	// UsageEstimated says the provider sent no usage: the tokens were
+	// counted by the worker.
+	UsageEstimated bool `json:"usage_estimated,omitempty"`
+	// FinishReason is the provider's: stop, length, ...
+	FinishReason string    `json:"finish_reason,omitempty"`
+	FinishedAt   time.Time `json:"finished_at"`
 	// Metadata is the item's metadata, null when it had none.
 	Metadata json.RawMessage `json:"metadata"`
 }

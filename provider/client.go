@@ -16,6 +16,7 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/llmfleet/llmfleet/tasks"
+	"github.com/llmfleet/llmfleet/tokens"
 )
 
 // Config configures a Client.
@@ -77,6 +78,10 @@ type Completion struct {
 	FinishReason string
 	TokensIn     int
 	TokensOut    int
+	// UsageEstimated says the answer carried no usage (some self-hosted
+	// servers and proxies send none) and the tokens were counted here, so
+	// that budgets and the TPM limiter still see them.
+	UsageEstimated bool
 }
 
 // Complete makes one chat completion call for item, with model as the
@@ -109,11 +114,19 @@ func (c *Client) Complete(ctx context.Context, it *tasks.Item, model string) (*C
 	if out.Model == "" {
 		out.Model = req.Model
 	}
+	if resp.Usage.PromptTokens == 0 && resp.Usage.CompletionTokens == 0 && resp.Usage.TotalTokens == 0 {
+		counter := tokens.ForModel(req.Model)
+		out.TokensIn, out.TokensOut = counter.Messages(it.Messages), counter.Text(ch.Message.Content)
+		out.UsageEstimated = true
+	}
 	if ch.FinishReason == openai.FinishReasonContentFilter {
 		return out, &Error{Class: ContentFilter, Status: ex.Status, Message: "the provider's content filter withheld the answer"}
 	}
 	if strings.TrimSpace(out.Content) == "" {
 		return out, &Error{Class: InvalidOutput, Status: ex.Status, Message: "answer content is empty"}
+	}
+	if it.WantsJSON() && ch.FinishReason == openai.FinishReasonLength {
+		return out, &Error{Class: InvalidOutput, Status: ex.Status, Message: "JSON was asked for but the answer was cut at its token limit (finish_reason length): raise max_tokens"}
 	}
 	if it.WantsJSON() && !json.Valid([]byte(out.Content)) {
 		return out, &Error{Class: InvalidOutput, Status: ex.Status, Message: "JSON was asked for but the answer is not valid JSON: " + Scrub(out.Content)}

@@ -277,6 +277,48 @@ func TestCompleteAgainstSimulator(t *testing.T) {
 		}
 	})
 
+	t.Run("no usage is counted here", func(t *testing.T) {
+		const prompt = "a self-hosted server #fail:nousage"
+		before := sim.Server().Stats()
+		got, err := c.Complete(t.Context(), userItem(prompt), "gpt-4o-mini")
+		if err != nil {
+			t.Fatalf("Complete: %v", err)
+		}
+		after := sim.Server().Stats()
+		// The simulator counts with the same tokenizer: the estimate is exact.
+		if !got.UsageEstimated || got.TokensIn != after.TokensIn-before.TokensIn || got.TokensOut != after.TokensOut-before.TokensOut || got.TokensIn == 0 {
+			t.Errorf("usage %d/%d estimated %v, want the simulator's %d/%d, estimated",
+				got.TokensIn, got.TokensOut, got.UsageEstimated, after.TokensIn-before.TokensIn, after.TokensOut-before.TokensOut)
+		}
+	})
+
+	t.Run("reported usage is not estimated", func(t *testing.T) {
+		got, err := c.Complete(t.Context(), userItem("with usage"), "gpt-4o-mini")
+		if err != nil || got.UsageEstimated {
+			t.Fatalf("Complete = %+v, %v, want reported usage", got, err)
+		}
+	})
+
+	t.Run("length cut of JSON is invalid output", func(t *testing.T) {
+		it := userItem("long json #fail:length")
+		it.ResponseFormat = &tasks.ResponseFormat{Type: "json_object"}
+		got, err := c.Complete(t.Context(), it, "gpt-4o-mini")
+		var pe *provider.Error
+		if !errors.As(err, &pe) || pe.Class != provider.InvalidOutput || !strings.Contains(pe.Message, "finish_reason length") {
+			t.Fatalf("err = %v, want invalid_output naming finish_reason length", err)
+		}
+		if got == nil || got.TokensIn == 0 {
+			t.Errorf("completion = %+v, want its usage kept (the answer was paid)", got)
+		}
+	})
+
+	t.Run("length cut of text is kept with its finish reason", func(t *testing.T) {
+		got, err := c.Complete(t.Context(), userItem("long text #fail:length"), "gpt-4o-mini")
+		if err != nil || got.FinishReason != "length" || got.Content == "" {
+			t.Fatalf("Complete = %+v, %v, want the cut answer with finish_reason length", got, err)
+		}
+	})
+
 	t.Run("fail-first then success", func(t *testing.T) {
 		it := userItem("#fail-first:2:503 flaky")
 		for i := range 2 {

@@ -130,6 +130,12 @@ var validFormats = map[string]bool{"text": true, "json_object": true, "json_sche
 
 // completion is a 200 chat completion with the given content.
 func (c *call) completion(content string) response {
+	return c.completionWith(content, "stop", true)
+}
+
+// completionWith is a 200 chat completion with the given content and
+// finish_reason, and without a usage object when withUsage is false.
+func (c *call) completionWith(content, finish string, withUsage bool) response {
 	u := usage{PromptTokens: c.prompt, CompletionTokens: c.counter.Text(content)}
 	u.TotalTokens = u.PromptTokens + u.CompletionTokens
 	type message struct {
@@ -142,23 +148,28 @@ func (c *call) completion(content string) response {
 		Logprobs     any     `json:"logprobs"`
 		FinishReason string  `json:"finish_reason"`
 	}
+	var used *usage
+	if withUsage {
+		used = &u
+	}
 	resp := jsonResponse(http.StatusOK, struct {
 		ID                string   `json:"id"`
 		Object            string   `json:"object"`
 		Created           int64    `json:"created"`
 		Model             string   `json:"model"`
 		Choices           []choice `json:"choices"`
-		Usage             usage    `json:"usage"`
+		Usage             *usage   `json:"usage,omitempty"`
 		SystemFingerprint string   `json:"system_fingerprint"`
 	}{
 		ID:                c.id,
 		Object:            "chat.completion",
 		Created:           c.created,
 		Model:             c.req.Model,
-		Choices:           []choice{{Message: message{Role: "assistant", Content: content}, FinishReason: "stop"}},
-		Usage:             u,
+		Choices:           []choice{{Message: message{Role: "assistant", Content: content}, FinishReason: finish}},
+		Usage:             used,
 		SystemFingerprint: "fp_mockllm",
 	})
+	// Stats count what the call consumed, reported or not.
 	resp.usage = &u
 	return resp
 }

@@ -233,6 +233,35 @@ func TestDirectiveCodes(t *testing.T) {
 		})
 	}
 
+	t.Run("length", func(t *testing.T) {
+		t.Parallel()
+		content := "item length #fail:length"
+		got, err := b.chat(t, content)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full := "mock:" + key(content)
+		if c := got.Choices[0]; c.FinishReason != openai.FinishReasonLength || c.Message.Content != full[:len(full)/2] {
+			t.Errorf("choice = %q finish %q, want the first half of %q and finish_reason length", c.Message.Content, c.FinishReason, full)
+		}
+		if got.Usage.CompletionTokens == 0 {
+			t.Errorf("usage %+v, want the cut answer counted", got.Usage)
+		}
+	})
+
+	t.Run("nousage", func(t *testing.T) {
+		t.Parallel()
+		content := "item nousage #fail:nousage"
+		resp, body := b.postChat(t, content)
+		if resp.StatusCode != 200 || strings.Contains(string(body), `"usage"`) {
+			t.Fatalf("status %d body %s, want 200 without a usage object", resp.StatusCode, body)
+		}
+		got, err := b.chat(t, content)
+		if err != nil || got.Choices[0].Message.Content != "mock:"+key(content) || got.Usage.TotalTokens != 0 {
+			t.Fatalf("chat = %+v, %v, want the reply and no usage", got, err)
+		}
+	})
+
 	t.Run("reset", func(t *testing.T) {
 		t.Parallel()
 		_, err := b.chat(t, "item reset #fail:reset")

@@ -65,9 +65,14 @@
 //	timeout   -       no answer: held until the client gives up or the
 //	                  server is closed, then the connection is dropped
 //	reset     -       the connection is closed (TCP RST) without a response
+//	length    200     the first half of the reply, finish_reason "length"
+//	nousage   200     the reply, with no usage object (as some self-hosted
+//	                  servers and proxies answer); stats still count its
+//	                  tokens
 //
 // DESIGN.md names 400 401 404 429 500 503 529 html502 and timeout; 403,
-// 502, 504, quota, overflow, filter, badjson, empty, html200 and reset are
+// 502, 504, quota, overflow, filter, badjson, empty, html200, reset, length
+// and nousage are
 // extensions. Each code is also valid in the random fault mix.
 //
 // # Random faults

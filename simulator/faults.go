@@ -31,12 +31,14 @@ const (
 	CodeEmpty    = "empty"
 	CodeHTML200  = "html200"
 	CodeReset    = "reset"
+	CodeLength   = "length"
+	CodeNoUsage  = "nousage"
 )
 
 var codes = []string{
 	Code400, Code401, Code403, Code404, Code429, Code500, Code502, Code503, Code504, Code529,
 	CodeHTML502, CodeTimeout, CodeQuota, CodeOverflow, CodeFilter, CodeBadJSON, CodeEmpty,
-	CodeHTML200, CodeReset,
+	CodeHTML200, CodeReset, CodeLength, CodeNoUsage,
 }
 
 // Codes returns every fault code, in documentation order.

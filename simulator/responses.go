@@ -100,6 +100,13 @@ func faultResponse(code string, c *call, retryAfter int) response {
 		return c.completion(ReplyPrefix + c.key + " not json")
 	case CodeEmpty:
 		return c.completion("")
+	case CodeLength:
+		// Cut at the token limit: half the reply, finish_reason length.
+		return c.completionWith(c.reply[:len(c.reply)/2], "length", true)
+	case CodeNoUsage:
+		// Self-hosted servers (some vLLM, llama.cpp and proxy setups) send
+		// no usage: nothing is counted.
+		return c.completionWith(c.reply, "stop", false)
 	case CodeTimeout:
 		return response{hold: true}
 	case CodeReset:

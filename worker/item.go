@@ -327,7 +327,7 @@ func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Com
 		ID: a.id, Output: comp.Content, Model: comp.Model, Attempts: calls,
 		TokensIn: comp.TokensIn, TokensOut: comp.TokensOut, FinishedAt: a.h.now().UTC(), Metadata: it.Metadata,
 		Truncated: fit.truncated, TokensDropped: fit.dropped,
-		CostUSD: a.cost(comp, model),
+		CostUSD: a.cost(comp, model), UsageEstimated: comp.UsageEstimated, FinishReason: comp.FinishReason,
 	}
 	out, err := a.h.store.Commit(ctx, a.job, a.token, r)
 	if err != nil {

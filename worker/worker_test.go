@@ -419,3 +419,57 @@ func TestJobIsNotDoneWhileItsItemsAreStillBeingRecorded(t *testing.T) {
 		t.Errorf("status %+v, want all 510 done and the job finished", s)
 	}
 }
+
+// A provider that sends no usage still has its tokens counted: results say
+// usage_estimated with the simulator's own count, and the job's token
+// budget pauses the job with the rest of its items pending.
+func TestTokenBudgetHoldsWithoutUsage(t *testing.T) {
+	t.Parallel()
+	b := setup(t, simulator.Config{Seed: 5})
+	pol := testPolicy()
+	pol.BudgetTokens = 150
+	var lines []string
+	for i := range 30 {
+		lines = append(lines, item(fmt.Sprint("n", i), fmt.Sprintf("no usage from this server, item %d #fail:nousage", i)))
+	}
+	b.submit(t, "nu", pol, lines...)
+	b.startWorker(t, 2)
+
+	deadline := time.Now().Add(30 * time.Second)
+	var j checkpoint.Job
+	for {
+		var err error
+		if j, err = b.store.Job(context.Background(), "nu"); err != nil {
+			t.Fatal(err)
+		}
+		if j.State == checkpoint.StatePaused && j.Active == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job not paused by its 150-token budget after 30 s: %+v", j)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stats := b.sim.Server().Stats()
+	if j.Done == 0 || j.Done >= 30 || j.Failed != 0 || j.TokensIn+j.TokensOut < 150 {
+		t.Fatalf("paused job: %d done, %d failed, %d tokens; want some done, none failed, at least the 150 budgeted", j.Done, j.Failed, j.TokensIn+j.TokensOut)
+	}
+	if j.TokensIn != int64(stats.TokensIn) || j.TokensOut != int64(stats.TokensOut) {
+		t.Errorf("job counted %d/%d tokens, the simulator consumed %d/%d", j.TokensIn, j.TokensOut, stats.TokensIn, stats.TokensOut)
+	}
+	err := b.store.Walk(context.Background(), "nu", checkpoint.Want{Result: true, Status: []checkpoint.ItemStatus{checkpoint.ItemDone}}, func(vs []checkpoint.View) error {
+		for _, v := range vs {
+			var r checkpoint.Result
+			if err := json.Unmarshal(v.Result, &r); err != nil {
+				return err
+			}
+			if !r.UsageEstimated || r.TokensIn == 0 || r.FinishReason != "stop" {
+				t.Errorf("result %s: usage_estimated %v, tokens_in %d, finish_reason %q; want estimated, counted, stop", v.ID, r.UsageEstimated, r.TokensIn, r.FinishReason)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
