@@ -205,7 +205,8 @@ type view struct {
 type batch struct {
 	perSecond map[int64]int
 	items     []string
-	since     time.Time
+	since     time.Time // the first success in the batch
+	last      time.Time // the last one: the streak it breaks ends there
 }
 
 // New returns the breaker of an endpoint.
@@ -282,6 +283,30 @@ func (b *Breaker) Allow(ctx context.Context, probeLease time.Duration) (Decision
 	return d, nil
 }
 
+// restore puts back a batch whose sending failed.
+func (b *Breaker) restore(bt batch) {
+	if bt.perSecond == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur := b.batch
+	if cur.perSecond == nil {
+		*cur = bt
+		return
+	}
+	for sec, n := range bt.perSecond {
+		cur.perSecond[sec] += n
+	}
+	cur.items = append(bt.items, cur.items...)
+	if bt.since.Before(cur.since) {
+		cur.since = bt.since
+	}
+	if bt.last.After(cur.last) {
+		cur.last = bt.last
+	}
+}
+
 // heard updates the view from a script's answer.
 func (b *Breaker) heard(at time.Time, state, until, failed, succeeded any) {
 	v := view{known: true, state: parseState(str(state)), at: at, failed: toInt64(failed), succeeded: toInt64(succeeded)}
@@ -293,6 +318,10 @@ func (b *Breaker) heard(at time.Time, state, until, failed, succeeded any) {
 		if failed == nil {
 			// Allow does not count the window: keep the last counts.
 			v.failed, v.succeeded = b.view.failed, b.view.succeeded
+		}
+		if v.state != gobreaker.StateClosed {
+			// Successes of calls allowed before it opened do not count.
+			*b.batch = batch{}
 		}
 		*b.view = v
 	}
@@ -332,37 +361,69 @@ func (b *Breaker) Report(ctx context.Context, d Decision, o Outcome, item string
 	switch {
 	case o == Abandoned && !d.Probe:
 		return nil, nil
-	case o == Success && !d.Probe && b.batchable():
-		b.mu.Lock()
-		bt := b.batch
-		if bt.perSecond == nil {
-			bt.perSecond, bt.since = map[int64]int{}, now
-		}
-		bt.perSecond[now.UnixMilli()/1000]++
-		bt.items = append(bt.items, item)
-		due := now.Sub(bt.since) >= b.s.Refresh
-		b.mu.Unlock()
-		if !due {
+	case o == Success && !d.Probe:
+		switch b.batchable() {
+		case batchDrop:
 			return nil, nil
+		case batchKeep:
+			b.mu.Lock()
+			bt := b.batch
+			if bt.perSecond == nil {
+				bt.perSecond, bt.since = map[int64]int{}, now
+			}
+			bt.perSecond[now.UnixMilli()/1000]++
+			bt.items = append(bt.items, item)
+			bt.last = now
+			due := now.Sub(bt.since) >= b.s.Refresh
+			b.mu.Unlock()
+			if !due {
+				return nil, nil
+			}
+			o, item = outcomeBatch, ""
 		}
-		o, item = outcomeBatch, ""
 	}
 	return b.send(ctx, now, d, o, item)
 }
 
-// batchable reports whether a success may wait in the batch: only one that
-// cannot meet a trip rule. A success can only do so while the window holds
-// failures among fewer than MinItems items (it makes the count reach
-// MinItems); otherwise it lowers every ratio and breaks the streak, which
-// the batch does when it is sent, before any later outcome of this worker.
-func (b *Breaker) batchable() bool {
+// FlushDue sends the batched successes if the oldest has waited Refresh: a
+// worker calls it periodically, so that a worker gone idle does not keep
+// its successes from the window.
+func (b *Breaker) FlushDue(ctx context.Context) error {
+	b.mu.Lock()
+	due := b.batch.perSecond != nil && b.now().Sub(b.batch.since) >= b.s.Refresh
+	b.mu.Unlock()
+	if !due {
+		return nil
+	}
+	return b.Flush(ctx)
+}
+
+// What becomes of a success that is not a probe's.
+const (
+	batchSend = iota // send it now: it could meet a trip rule
+	batchKeep        // keep it in the batch
+	batchDrop        // drop it: the breaker is not closed, so it would not count
+)
+
+// batchable says what becomes of a success. One can only meet a trip rule
+// while the window holds failures among fewer than MinItems items (it makes
+// the count reach MinItems): that one is sent at once. Any other lowers
+// every ratio and breaks the streak, which the batch does when it is sent,
+// before any later outcome of this worker. A breaker that is not closed
+// ignores the successes of calls allowed before it opened.
+func (b *Breaker) batchable() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	v := b.view
-	if !v.known || v.state != gobreaker.StateClosed {
-		return v.known
+	switch {
+	case !v.known:
+		return batchSend
+	case v.state != gobreaker.StateClosed:
+		return batchDrop
+	case v.failed == 0 || v.failed+v.succeeded+int64(len(b.batch.items)) >= int64(b.s.MinItems):
+		return batchKeep
 	}
-	return v.failed == 0 || v.failed+v.succeeded+int64(len(b.batch.items)) >= int64(b.s.MinItems)
+	return batchSend
 }
 
 // Flush sends the batched successes now (a worker shutting down).
@@ -382,6 +443,10 @@ func (b *Breaker) send(ctx context.Context, now time.Time, d Decision, o Outcome
 	bt := *b.batch
 	*b.batch = batch{}
 	b.mu.Unlock()
+	lastOK := int64(0)
+	if !bt.last.IsZero() {
+		lastOK = bt.last.UnixMilli()
+	}
 	var enc strings.Builder
 	for sec, n := range bt.perSecond {
 		if enc.Len() > 0 {
@@ -393,12 +458,13 @@ func (b *Breaker) send(ctx context.Context, now time.Time, d Decision, o Outcome
 	args := make([]any, 0, 12+len(bt.items))
 	args = append(args, now.UnixMilli(), string(o), item, d.token,
 		s.Window.Milliseconds(), s.MinItems, strconv.FormatFloat(s.FailureRatio, 'f', -1, 64), s.ConsecutiveItems,
-		s.RateLimitedItems, strconv.FormatFloat(s.RateLimitedRatio, 'f', -1, 64), s.Cooldown.Milliseconds(), enc.String())
+		s.RateLimitedItems, strconv.FormatFloat(s.RateLimitedRatio, 'f', -1, 64), s.Cooldown.Milliseconds(), enc.String(), lastOK)
 	for _, it := range bt.items {
 		args = append(args, it)
 	}
 	res, err := reportScript.Run(ctx, b.rdb, b.keys, args...).Slice()
 	if err != nil {
+		b.restore(bt)
 		return nil, fmt.Errorf("breaker %s: report: %w", b.endpoint, err)
 	}
 	b.heard(now, res[1], res[2], res[3], res[4])

@@ -50,8 +50,9 @@ return {'deny', tonumber(ARGV[5]), tr, 'half-open', 0}
 `)
 
 // reportScript: ARGV now, outcome, item, probe_token, window_ms, min_items,
-// failure_ratio, consecutive, rl_items, rl_ratio, cooldown_ms, batch, then
-// the ids of the batched successes. batch is "second:count,..." of
+// failure_ratio, consecutive, rl_items, rl_ratio, cooldown_ms, batch,
+// last_ok_ms (the batch's last success, 0 if none), then the ids of the
+// batched successes. batch is "second:count,..." of
 // successes a worker counted since its last report, recorded before the
 // outcome (outcome "batch" records them alone). Returns {transition or ”,
 // state, until, failed items, successes}: the counts in the window while
@@ -92,8 +93,12 @@ local oldest = math.floor(edge / 1000)
 -- Successes a worker batched: counted per second, and the items among them
 -- that had failed or been rate-limited are taken out of those windows.
 local succeeded = {}
-for i = 13, #ARGV do succeeded[#succeeded + 1] = ARGV[i] end
-if outcome == 'ok' then succeeded[#succeeded + 1] = item end
+for i = 14, #ARGV do succeeded[#succeeded + 1] = ARGV[i] end
+local last_ok = tonumber(ARGV[13])
+if outcome == 'ok' then
+  succeeded[#succeeded + 1] = item
+  last_ok = now
+end
 local any = #succeeded > 0
 for sec, n in string.gmatch(ARGV[12], '(%d+):(%d+)') do
   if tonumber(sec) >= oldest then redis.call('HINCRBY', KEYS[3], sec, n) end
@@ -101,7 +106,8 @@ for sec, n in string.gmatch(ARGV[12], '(%d+):(%d+)') do
 end
 if outcome == 'ok' then redis.call('HINCRBY', KEYS[3], math.floor(now / 1000), 1) end
 if any then
-  redis.call('DEL', KEYS[5])
+  -- A success breaks the streak of failures before it, not after it.
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', last_ok)
   if #succeeded > 0 and redis.call('ZCARD', KEYS[2]) > 0 then
     for i = 1, #succeeded, 500 do
       redis.call('ZREM', KEYS[2], unpack(succeeded, i, math.min(i + 499, #succeeded)))

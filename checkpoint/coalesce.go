@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -76,34 +77,53 @@ func (c *coalescer[Req, Res]) do(ctx context.Context, req Req) (Res, error) {
 	c.queue = append(c.queue[:0], c.queue[n:]...)
 	c.mu.Unlock()
 
-	reqs := make([]Req, n)
+	c.lead(ctx, batch)
+	return me.res, me.err
+}
+
+// lead runs one batch and answers each of its requests. Whatever happens,
+// even a panic in run, every request of the batch is answered and the lead
+// is handed on, so no later request of the job waits forever.
+func (c *coalescer[Req, Res]) lead(ctx context.Context, batch []*coalesced[Req, Res]) {
+	var res []Res
+	err := errRunPanicked
+	defer func() {
+		for i, b := range batch {
+			switch {
+			case err != nil:
+				b.err = err
+			case i < len(res):
+				b.res = res[i]
+			default:
+				b.err = errShortBatch
+			}
+			if i > 0 {
+				close(b.done)
+			}
+		}
+		c.mu.Lock()
+		if len(c.queue) > 0 {
+			next := c.queue[0]
+			next.lead = true
+			close(next.done)
+		} else {
+			c.busy = false
+		}
+		c.mu.Unlock()
+	}()
+	reqs := make([]Req, len(batch))
 	for i, b := range batch {
 		reqs[i] = b.req
 	}
 	// The batch carries other attempts' transitions: one attempt's
 	// cancellation must not fail theirs.
-	res, err := c.run(context.WithoutCancel(ctx), reqs)
-	for i, b := range batch {
-		if err == nil {
-			b.res = res[i]
-		}
-		b.err = err
-		if i > 0 {
-			close(b.done)
-		}
-	}
-
-	c.mu.Lock()
-	if len(c.queue) > 0 {
-		next := c.queue[0]
-		next.lead = true
-		close(next.done)
-	} else {
-		c.busy = false
-	}
-	c.mu.Unlock()
-	return me.res, me.err
+	res, err = c.run(context.WithoutCancel(ctx), reqs)
 }
+
+var (
+	errRunPanicked = errors.New("checkpoint: a coalesced script run panicked")
+	errShortBatch  = errors.New("checkpoint: a coalesced script run answered fewer items than it was given")
+)
 
 // coalescers keeps one coalescer per job.
 type coalescers[Req, Res any] struct {

@@ -136,14 +136,27 @@ type Claimed struct {
 	// Calls is the provider calls made for the item before this attempt.
 	Calls int
 	// Call is the number of the call Begin started for this attempt (Calls
-	// + 1), or 0 when it started none: the job was cancelled or is past its
-	// deadline, or the item's budget is spent. Claim never starts one.
-	Call    int
+	// + 1), or 0 when it started none (Refused says why). Claim never starts
+	// one.
+	Call int
+	// Refused says why Begin started no call: RefusedEnded (the job was
+	// cancelled or is past its deadline) or RefusedSpent (the item's
+	// budget is spent).
+	Refused Refusal
 	Input   []byte
 	Policy  Policy
 	State   State
 	LastErr *Failure
 }
+
+// Refusal is why Begin started no call.
+type Refusal string
+
+// Refusals.
+const (
+	RefusedEnded Refusal = "ended" // the job was cancelled or is past its deadline
+	RefusedSpent Refusal = "spent" // the item's budget of calls is spent
+)
 
 // Claim marks the item active under token for one attempt and returns what
 // the attempt needs. It does not spend an attempt: StartCall does.
@@ -221,18 +234,21 @@ func (s *Store) claim(ctx context.Context, name, mode string, start bool, reqs [
 			return nil, errf(fmt.Errorf("claim script answered no verdict for item %q", reqs[i].id))
 		}
 		c := Claimed{Verdict: Verdict(str(r[0]))}
-		if c.Verdict == VerdictClaimed && len(r) == 6 && job != nil {
+		if c.Verdict == VerdictClaimed && len(r) == 7 && job != nil {
 			c.Calls = toInt(r[1])
 			c.Input = []byte(str(r[2]))
 			c.Replayed = r[4] == "replayed"
 			c.Call = toInt(r[5])
+			c.Refused = Refusal(str(r[6]))
 			c.Policy = pol
 			c.State = State(str(job[1]))
 			c.Spend = Spend{TokensIn: int64(toInt(job[2])), TokensOut: int64(toInt(job[3])), CostMicros: int64(toInt(job[4]))}
 			if le := str(r[3]); le != "" {
-				c.LastErr = new(Failure)
-				if err := json.Unmarshal([]byte(le), c.LastErr); err != nil {
-					return nil, fmt.Errorf("claim item %q of job %q: decode last error: %w", reqs[i].id, name, err)
+				// A damaged record costs its item its last error, never
+				// the other items of the batch their claims.
+				f := new(Failure)
+				if json.Unmarshal([]byte(le), f) == nil {
+					c.LastErr = f
 				}
 			}
 		}

@@ -105,13 +105,13 @@ return out
 // claimScript claims items of one job: ARGV now, mode, start, then id,
 // token pairs. Returns {job, item...}: job is {policy, state, tokens_in,
 // tokens_out, cost_micros}, or false when the job is missing; each item is
-// {verdict, calls, input, lasterr, replayed, call}. With mode "replay", a
+// {verdict, calls, input, lasterr, replayed, call, refused}. With mode "replay", a
 // failed item is replayed first (its task was run from asynq's archive,
 // which the caller verified). With start '1' the claim also starts the
 // attempt's call (Begin): unless the job was cancelled or is past its
 // deadline, or the item's budget (max_attempts) is spent, the call is
-// counted and call is its number (0 when none was started). Each item's
-// transition is applied whole, in order.
+// counted and call is its number; otherwise refused says why ('ended' or
+// 'spent'). Each item's transition is applied whole, in order.
 var claimScript = redis.NewScript(luaCommon + luaReplay + `
 local now, mode, start = ARGV[1], ARGV[2], ARGV[3] == '1'
 local j = redis.call('HMGET', KEYS[1], 'policy', 'state', 'tokens_in', 'tokens_out', 'cost_micros',
@@ -129,7 +129,7 @@ local function startable(state)
 end
 local may_start = startable(j[2])
 local started = j[6]
-local active, calls_started = 0, 0
+local active, calls_started, claimed = 0, 0, 0
 for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local st = redis.call('HGET', KEYS[3], id)
@@ -152,18 +152,23 @@ for i = 4, #ARGV, 2 do
     end
     redis.call('HSET', KEYS[6], id, token)
     local calls = tonumber(redis.call('HGET', KEYS[5], id) or '0')
-    local call = 0
-    if may_start and calls < max then
+    local call, refused = 0, ''
+    if start and not may_start then
+      refused = 'ended'
+    elseif start and calls >= max then
+      refused = 'spent'
+    elseif start then
       call = calls + 1
       redis.call('HSET', KEYS[5], id, call)
       calls_started = calls_started + 1
     end
-    out[#out + 1] = {'ok', calls, redis.call('HGET', KEYS[2], id), redis.call('HGET', KEYS[9], id) or '', replayed, call}
+    claimed = claimed + 1
+    out[#out + 1] = {'ok', calls, redis.call('HGET', KEYS[2], id), redis.call('HGET', KEYS[9], id) or '', replayed, call, refused}
   end
 end
 if active > 0 then redis.call('HINCRBY', KEYS[1], 'active', active) end
 if calls_started > 0 then redis.call('HINCRBY', KEYS[1], 'provider_calls', calls_started) end
-if not started and #out > 1 then redis.call('HSET', KEYS[1], 'started_at', now) end
+if not started and claimed > 0 then redis.call('HSET', KEYS[1], 'started_at', now) end
 -- A replay may have changed the state.
 out[1] = {j[1], redis.call('HGET', KEYS[1], 'state'), tonumber(j[3] or '0'), tonumber(j[4] or '0'), tonumber(j[5] or '0')}
 return out
@@ -252,12 +257,10 @@ return out
 // failScript: ARGV id, token, failure, now, unsent ('1' gives back the
 // call Begin counted: it never went out).
 var failScript = redis.NewScript(luaCommon + luaUnsent + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 local id = ARGV[1]
 local st = redis.call('HGET', KEYS[3], id)
-if not st then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
-  return 'unknown'
-end
+if not st then return 'unknown' end
 if st == 'done' or st == 'failed' then return 'ignored' end
 -- Only the attempt that holds the item may fail it: a stale attempt (its
 -- task re-dispatched elsewhere) must not end an item another one owns.

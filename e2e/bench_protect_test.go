@@ -57,7 +57,9 @@ func BenchmarkOutageCalls(b *testing.B) {
 	runs := map[string]*run{"breaker": {}, "no_breaker": {}}
 	for name, r := range runs {
 		r.f = newFleet(b, "--seed", "22", "--latency", "10ms")
-		submitN(b, r.f, "outage", 3000, "--max-attempts", "1000", "--backoff-max", "10s")
+		// Enough items that neither fleet runs out of work before the
+		// outage ends: a fleet that has finished makes no calls to count.
+		submitN(b, r.f, "outage", 30000, "--max-attempts", "1000", "--backoff-max", "10s")
 		args := []string{"--concurrency", "8", "--check-interval", "1s", "--breaker-cooldown", "10s"}
 		if name == "no_breaker" {
 			args = append(args, "--no-breaker")

@@ -228,7 +228,9 @@ func (l *Limiter) heldFor(at time.Time, d time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.holdRead = at
-	if till := at.Add(d); till.After(l.holdTill) || d == 0 {
+	// Never shorter than a hold this worker set itself since: the read may
+	// have been answered before that hold landed.
+	if till := at.Add(d); till.After(l.holdTill) {
 		l.holdTill = till
 	}
 }

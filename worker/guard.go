@@ -73,8 +73,12 @@ func (g *guard) breakerFor(model string) *breaker.Breaker {
 	return b
 }
 
-// flush sends every breaker's batched successes (the worker is stopping).
-func (g *guard) flush(ctx context.Context) {
+// limited reports whether RPM or TPM limits are set.
+func (g *guard) limited() bool { return g.limiter != nil && g.limiter.Limited() }
+
+// flush sends every breaker's batched successes: all of them when the
+// worker is stopping, else those that have waited a Refresh.
+func (g *guard) flush(ctx context.Context, all bool) {
 	g.mu.Lock()
 	bs := make([]*breaker.Breaker, 0, len(g.breakers))
 	for _, b := range g.breakers {
@@ -82,8 +86,34 @@ func (g *guard) flush(ctx context.Context) {
 	}
 	g.mu.Unlock()
 	for _, b := range bs {
-		if err := b.Flush(ctx); err != nil {
-			g.log.Warn("breaker: send the last successes", "err", err)
+		send := b.FlushDue
+		if all {
+			send = b.Flush
+		}
+		if err := send(ctx); err != nil {
+			g.log.Warn("breaker: send batched successes", "err", err)
+		}
+	}
+}
+
+// flushLoop sends batched successes that have waited a Refresh, until stop
+// is closed: a worker gone idle must not keep its successes from the
+// breaker's window.
+func (g *guard) flushLoop(stop <-chan struct{}) {
+	every := g.settings.Refresh
+	if every <= 0 {
+		every = 250 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			g.flush(ctx, false)
+			cancel()
 		}
 	}
 }

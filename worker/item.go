@@ -3,9 +3,9 @@ package worker
 // The per-item path, top to bottom. One task run is one attempt of one item:
 //
 //  1. ProcessTask reads the payload (ids only) and begins: the item is
-//     claimed and its call counted in one checkpoint script
-//     (checkpoint.Store.Begin). An item already done or failed (a
-//     re-dispatch, a rerun) ends here.
+//     claimed and, without RPM/TPM limits, its call counted in one
+//     checkpoint script (checkpoint.Store.Begin). An item already done or
+//     failed (a re-dispatch, a rerun) ends here.
 //  2. run checks what ends the attempt before any call: the job cancelled
 //     or past its deadline, the item's budget of calls spent, a damaged
 //     stored item, the job's budget reached.
@@ -19,9 +19,11 @@ package worker
 //     expire or release.
 //
 // Every step that ends the attempt is one checkpoint script. A call counted
-// by Begin that does not go out (a wait, a failure before the call) is
-// given back in the same script that ends the attempt (ReleaseUnsent,
-// FailUnsent), so the item's budget counts provider calls only.
+// that does not go out (a wait, a failure before the call, a worker
+// stopping) is given back in the same script that ends the attempt
+// (ReleaseUnsent, FailUnsent), so the item's budget counts provider calls
+// only. With limits set, the call is counted once the limiter has let it go
+// (StartCall), as it always is for a second call after a shrink.
 
 import (
 	"context"
@@ -49,7 +51,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	a := &attempt{h: h, job: p.Job, id: p.Item, token: newToken()}
-	c, err := h.store.Begin(ctx, a.job, a.id, a.token, false)
+	c, err := a.begin(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -88,7 +90,7 @@ func (h *Handler) failedItemRun(ctx context.Context, a *attempt) error {
 	if !h.ranFromArchive(ctx) {
 		return fmt.Errorf("%s: %s: %w", v.Failure.Class, v.Failure.Reason, asynq.SkipRetry)
 	}
-	c, err := h.store.Begin(ctx, a.job, a.id, a.token, true)
+	c, err := a.begin(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -123,6 +125,29 @@ type attempt struct {
 	token   string
 	claimed checkpoint.Claimed
 	models  models.Table // see modelTable
+	// unsent says a call is counted in the item's budget but has not gone
+	// out: an attempt that ends now gives it back.
+	unsent bool
+}
+
+// begin claims the item. Without RPM/TPM limits it also counts the call
+// (checkpoint's Begin: one script), since nothing but local checks stands
+// between the claim and the call; with limits, the call is counted only
+// once the limiter lets it go (StartCall), so that a worker dying in a
+// limiter wait spends no attempt.
+func (a *attempt) begin(ctx context.Context, replay bool) (checkpoint.Claimed, error) {
+	var c checkpoint.Claimed
+	var err error
+	switch {
+	case !a.h.guard.limited():
+		c, err = a.h.store.Begin(ctx, a.job, a.id, a.token, replay)
+	case replay:
+		c, err = a.h.store.ClaimReplay(ctx, a.job, a.id, a.token)
+	default:
+		c, err = a.h.store.Claim(ctx, a.job, a.id, a.token)
+	}
+	a.unsent = c.Call > 0
+	return c, err
 }
 
 func (a *attempt) log() *slog.Logger { return a.h.log.With("job", a.job, "item", a.id) }
@@ -133,12 +158,12 @@ func (a *attempt) run(ctx context.Context) error {
 	pol := c.Policy
 
 	// 2. What ends the attempt before any call.
-	if c.Call == 0 {
-		return a.notStarted(ctx)
+	if ended, err := a.endedBeforeCall(ctx); ended {
+		return err
 	}
 	var it tasks.Item
 	if err := json.Unmarshal(c.Input, &it); err != nil {
-		return a.failUnsent(ctx, provider.BadRequest, "stored item is not valid: "+err.Error())
+		return a.fail(ctx, a.newFailure(provider.BadRequest, "stored item is not valid: "+err.Error(), c.Calls, 0), true)
 	}
 	if reason := pol.OverBudget(c.Spend); reason != "" {
 		return a.pauseForBudget(ctx, reason)
@@ -157,24 +182,48 @@ func (a *attempt) run(ctx context.Context) error {
 	// 3. The context window.
 	fit, err := a.preflight(&it, model)
 	if err != nil {
-		return a.failUnsent(ctx, provider.ContextOverflow, err.Error())
+		return a.fail(ctx, a.newFailure(provider.ContextOverflow, err.Error(), c.Calls, 0), true)
 	}
 	send := it
 	send.Messages = fit.messages
 
-	calls := c.Call // counted by Begin; StartCall counts any further call
+	calls := c.Call // counted by Begin, or by StartCall below
 	for {
 		// 4. The fleet's limiter and breaker.
 		pass, wait, err := h.guard.admit(ctx, a, &send, fit.tokens, model, pol.Timeout)
 		if err != nil {
-			return a.releaseUnsent(ctx, err, time.Second)
+			return a.release(ctx, err, nil, time.Second)
 		}
 		if wait > 0 {
-			return a.releaseUnsent(ctx, errWaiting, wait)
+			return a.release(ctx, errWaiting, nil, wait)
+		}
+		if !a.unsent {
+			// With limits, the call is counted once the limiter let it go.
+			n, err := h.store.StartCall(ctx, a.job, a.id, a.token, pol.MaxAttempts)
+			if err != nil {
+				h.guard.abandon(context.WithoutCancel(ctx), a, pass)
+			}
+			switch {
+			case errors.Is(err, checkpoint.ErrJobEnded):
+				return a.jobEnded(ctx)
+			case errors.Is(err, checkpoint.ErrBudgetSpent):
+				return a.spent(ctx)
+			case errors.Is(err, checkpoint.ErrClaimLost):
+				return nil
+			case err != nil:
+				return a.release(ctx, err, nil, time.Second)
+			}
+			calls, a.unsent = n, true
+		}
+		if ctx.Err() != nil {
+			// Stopping before the call went out: it is given back.
+			h.guard.abandon(context.WithoutCancel(ctx), a, pass)
+			return a.release(ctx, ctx.Err(), nil, time.Second)
 		}
 
 		// 5. The call.
 		comp, pe := a.call(ctx, &send, pol)
+		a.unsent = false
 		stopping := ctx.Err() != nil
 		bg := context.WithoutCancel(ctx) // what was paid for is recorded even when stopping
 		if stopping && pe != nil {
@@ -209,7 +258,7 @@ func (a *attempt) run(ctx context.Context) error {
 		case actRelease:
 			// The worker is shutting down (or asynq gave up on the task):
 			// asynq requeues the task; the item goes back without a verdict.
-			return a.release(bg, ctx.Err(), nil, time.Second)
+			return a.release(ctx, ctx.Err(), nil, time.Second)
 		case actExpire:
 			return a.expire(ctx)
 		case actFail:
@@ -226,18 +275,7 @@ func (a *attempt) run(ctx context.Context) error {
 				return a.fail(ctx, a.failureOf(pe, err.Error(), calls), true)
 			}
 			a.log().Info("context overflow reported by the provider: prompt shrunk, calling again", "tokens_dropped", fit.dropped)
-			next, err := h.store.StartCall(ctx, a.job, a.id, a.token, pol.MaxAttempts)
-			switch {
-			case errors.Is(err, checkpoint.ErrJobEnded):
-				return a.ended(ctx)
-			case errors.Is(err, checkpoint.ErrBudgetSpent):
-				return a.fail(ctx, a.failureOf(pe, n.reason, calls), true)
-			case errors.Is(err, checkpoint.ErrClaimLost):
-				return nil
-			case err != nil:
-				return a.release(ctx, err, nil, time.Second)
-			}
-			calls = next
+			// The next turn of the loop counts the call (StartCall).
 		}
 	}
 }
@@ -278,25 +316,41 @@ func attemptContext(ctx context.Context, pol checkpoint.Policy) (context.Context
 	}
 }
 
-// notStarted ends an attempt for which Begin started no call: the job was
-// cancelled or is past its deadline, or the item's budget is spent.
-func (a *attempt) notStarted(ctx context.Context) error {
+// endedBeforeCall ends the attempt before any call when the job was cancelled or is
+// past its deadline, or the item's budget is spent: as Begin found it
+// (Claimed.Refused), or, when the call is not counted yet (with limits),
+// as the claim shows it.
+func (a *attempt) endedBeforeCall(ctx context.Context) (bool, error) {
 	c := a.claimed
 	switch {
-	case c.State == checkpoint.StateCancelled:
-		return a.fail(ctx, a.newFailure(provider.Cancelled, "job cancelled", c.Calls, 0), false)
-	case c.State == checkpoint.StateExpired || (!c.Policy.Deadline.IsZero() && !a.h.now().Before(c.Policy.Deadline)):
-		return a.expire(ctx)
+	case c.Refused == checkpoint.RefusedEnded:
+		return true, a.jobEnded(ctx)
+	case c.Refused == checkpoint.RefusedSpent:
+		return true, a.spent(ctx)
+	case a.unsent:
+		return false, nil
+	case c.State == checkpoint.StateCancelled || c.State == checkpoint.StateExpired ||
+		(!c.Policy.Deadline.IsZero() && !a.h.now().Before(c.Policy.Deadline)):
+		return true, a.jobEnded(ctx)
+	case c.Calls >= c.Policy.MaxAttempts:
+		// A worker died during the last allowed call, or the budget was
+		// lowered: the budget is spent without a verdict from this attempt.
+		return true, a.spent(ctx)
 	}
-	// A worker died during the last allowed call, or the budget was
-	// lowered: the budget is spent without a verdict from this attempt.
-	return a.spent(ctx)
+	return false, nil
 }
 
-// ended fails the item of a job that was cancelled or passed its deadline
-// since the attempt began.
-func (a *attempt) ended(ctx context.Context) error {
-	if j, err := a.h.store.Job(ctx, a.job); err == nil && j.State == checkpoint.StateCancelled {
+// jobEnded fails the item of a job that was cancelled or passed its
+// deadline: cancelled when the job says so, else expired.
+func (a *attempt) jobEnded(ctx context.Context) error {
+	state := a.claimed.State
+	if state != checkpoint.StateCancelled {
+		// Cancelled since the claim, perhaps.
+		if j, err := a.h.store.Job(ctx, a.job); err == nil {
+			state = j.State
+		}
+	}
+	if state == checkpoint.StateCancelled {
 		return a.fail(ctx, a.newFailure(provider.Cancelled, "job cancelled", a.claimed.Calls, 0), false)
 	}
 	return a.expire(ctx)
@@ -346,22 +400,14 @@ func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Com
 // fail records the item's final failure. archive sends the task to asynq's
 // archive (the dead-letter view in asynqmon) with the reason; job-level ends
 // (cancelled, expired) complete the task instead, since the checkpoint
-// already holds the record and a replay needs no archived task.
+// already holds the record and a replay needs no archived task. A call
+// counted but not sent is given back in the same step.
 func (a *attempt) fail(ctx context.Context, f *checkpoint.Failure, archive bool) error {
-	return a.end(ctx, f, archive, false)
-}
-
-// failUnsent fails the item before its counted call went out.
-func (a *attempt) failUnsent(ctx context.Context, class provider.Class, reason string) error {
-	return a.end(ctx, a.newFailure(class, reason, a.claimed.Calls, 0), true, true)
-}
-
-func (a *attempt) end(ctx context.Context, f *checkpoint.Failure, archive, unsent bool) error {
 	// The record says whether the task goes to the archive: running it from
 	// there later (asynqmon's Run) is then a replay.
 	f.Archived = archive
 	store := a.h.store.Fail
-	if unsent {
+	if a.unsent {
 		store = a.h.store.FailUnsent
 	}
 	ok, err := store(context.WithoutCancel(ctx), a.job, a.id, a.token, *f)
@@ -371,6 +417,7 @@ func (a *attempt) end(ctx context.Context, f *checkpoint.Failure, archive, unsen
 	case err != nil:
 		return err
 	}
+	a.unsent = false
 	if ok {
 		a.h.metrics.items.WithLabelValues("failed").Inc()
 		a.log().Info("item failed", "class", f.Class, "attempts", f.Attempts, "reason", f.Reason)
@@ -418,29 +465,20 @@ func (a *attempt) expire(ctx context.Context) error {
 // rate limiter.
 var errWaiting = errors.New("waiting for the fleet's breaker or rate limiter")
 
-// release hands the item back to pending after a call (recording last, the
-// call's failure, when not nil) and asks asynq for a retry that spends
-// nothing, after wait.
+// release hands the item back to pending (recording last, the call's
+// failure, when not nil) and asks asynq for a retry that spends nothing,
+// after wait. A call counted but not sent (a wait for the limiter, the
+// breaker or a budget; a worker stopping) is given back in the same step.
 func (a *attempt) release(ctx context.Context, cause error, last *checkpoint.Failure, wait time.Duration) error {
-	return a.handBack(ctx, cause, last, wait, false)
-}
-
-// releaseUnsent hands the item back before its counted call went out (a
-// wait for the limiter, the breaker or a budget), giving the call back.
-func (a *attempt) releaseUnsent(ctx context.Context, cause error, wait time.Duration) error {
-	return a.handBack(ctx, cause, nil, wait, true)
-}
-
-func (a *attempt) handBack(ctx context.Context, cause error, last *checkpoint.Failure, wait time.Duration, unsent bool) error {
 	bg := context.WithoutCancel(ctx)
 	if retriesLeft(ctx) <= 0 {
 		// asynq would archive the task whatever we return, leaving the item
 		// pending with no task: record that instead.
 		f := a.newFailure(provider.Timeout, fmt.Sprintf("%v; asynq's retry headroom for this task is used up: replay the item", cause), a.claimed.Calls, 0)
-		return a.end(bg, f, true, unsent)
+		return a.fail(bg, f, true)
 	}
 	var err error
-	if unsent {
+	if a.unsent {
 		err = a.h.store.ReleaseUnsent(bg, a.job, a.id, a.token)
 	} else {
 		err = a.h.store.Release(bg, a.job, a.id, a.token, last)
@@ -448,6 +486,7 @@ func (a *attempt) handBack(ctx context.Context, cause error, last *checkpoint.Fa
 	if err != nil && !errors.Is(err, checkpoint.ErrClaimLost) {
 		return err
 	}
+	a.unsent = false
 	return &RetryError{Err: cause, Delay: wait, Wait: true}
 }
 

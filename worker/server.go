@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -149,6 +150,9 @@ type Worker struct {
 	http    *http.Server
 	ln      net.Listener
 	served  chan struct{}
+	// flushing runs the guard's flush loop until stopFlush is closed.
+	flushing  sync.WaitGroup
+	stopFlush chan struct{}
 }
 
 // New returns a worker on rdb. The caller owns rdb.
@@ -216,6 +220,8 @@ func (w *Worker) Start() error {
 		w.stopHTTP()
 		return fmt.Errorf("start asynq server: %w", err)
 	}
+	w.stopFlush = make(chan struct{})
+	w.flushing.Go(func() { w.handler.guard.flushLoop(w.stopFlush) })
 	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "queues", queueList(w.cfg.Queues))
 	return nil
 }
@@ -233,8 +239,12 @@ func (w *Worker) MetricsAddr() string {
 func (w *Worker) Shutdown() {
 	w.srv.Stop()
 	w.srv.Shutdown()
+	if w.stopFlush != nil {
+		close(w.stopFlush)
+		w.flushing.Wait()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	w.handler.guard.flush(ctx)
+	w.handler.guard.flush(ctx, true)
 	cancel()
 	w.stopHTTP()
 	w.cfg.Logger.Info("worker stopped")

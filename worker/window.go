@@ -164,10 +164,11 @@ var errBudget = errors.New("job paused: budget reached")
 func (a *attempt) pauseForBudget(ctx context.Context, reason string) error {
 	paused, err := a.h.store.Pause(ctx, a.job, reason)
 	if err != nil {
-		return err
+		// The item goes back anyway; the next attempt pauses the job.
+		a.log().Warn("pause job", "err", err)
 	}
 	if paused {
 		a.log().Warn("job paused", "reason", reason)
 	}
-	return a.releaseUnsent(ctx, errBudget, jitter(budgetRecheck))
+	return a.release(ctx, errBudget, nil, jitter(budgetRecheck))
 }
