@@ -31,7 +31,8 @@
 //     not_found, ...) never does, and neither does a worker shutting down.
 //   - Open: no call starts, except those that had already passed their check.
 //     Tasks that meet it are delayed until it may half-open, plus jitter,
-//     without spending an attempt. It half-opens after Cooldown.
+//     without spending an attempt. It half-opens after FirstCooldown (15 s)
+//     the first time; every failed probe doubles that, up to Cooldown (5m).
 //   - Half-open: at most MaxProbes probe calls fleet-wide, each holding a
 //     lease (a probe whose worker died frees its slot when the lease ends).
 //     A successful probe closes the breaker for everyone; a failed one opens
@@ -80,11 +81,22 @@ import (
 // Settings are a breaker's trip rules and timings. Zero values mean the
 // documented defaults.
 type Settings struct {
-	// Cooldown is how long the breaker stays open before probes. Default 5m.
+	// Cooldown is the longest the breaker stays open before probes.
+	// Default 5m.
 	Cooldown time.Duration
+	// FirstCooldown is how long it stays open the first time; each failed
+	// probe doubles it, up to Cooldown, and a close starts over. An outage
+	// that ends quickly, or a false alarm, then costs seconds, while a
+	// provider that stays down is probed ever more rarely. Default 15s, at
+	// most Cooldown.
+	FirstCooldown time.Duration
 	// Window is the sliding window of outcomes. Default 1m.
 	Window time.Duration
-	// ConsecutiveItems different items failing in a row open it. Default 5.
+	// ConsecutiveItems different items failing in a row open it. Default
+	// 10: an outage fails every item it meets, so the streak grows with the
+	// items in flight, while a cluster of bad items (at the end of a file,
+	// say) only ever adds up to the number of bad items, however often they
+	// are retried.
 	ConsecutiveItems int
 	// MinItems is how many distinct items the window needs before the
 	// failure ratio applies. Default 10.
@@ -112,8 +124,12 @@ func (s *Settings) setDefaults() {
 	if s.Window <= 0 {
 		s.Window = time.Minute
 	}
+	if s.FirstCooldown <= 0 {
+		s.FirstCooldown = 15 * time.Second
+	}
+	s.FirstCooldown = min(s.FirstCooldown, s.Cooldown)
 	if s.ConsecutiveItems <= 0 {
-		s.ConsecutiveItems = 5
+		s.ConsecutiveItems = 10
 	}
 	if s.MinItems <= 0 {
 		s.MinItems = 10
@@ -144,6 +160,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("--breaker-failure-ratio must be between 0 and 1, got %g", s.FailureRatio)
 	case s.RateLimitedRatio < 0 || s.RateLimitedRatio > 1:
 		return fmt.Errorf("--breaker-429-ratio must be between 0 and 1, got %g", s.RateLimitedRatio)
+	case s.FirstCooldown < 0:
+		return fmt.Errorf("--breaker-first-cooldown must not be negative, got %s", s.FirstCooldown)
 	case s.Refresh < 0:
 		return fmt.Errorf("breaker refresh must not be negative, got %s", s.Refresh)
 	case s.ConsecutiveItems < 0, s.MinItems < 0, s.RateLimitedItems < 0, s.MaxProbes < 0:
@@ -458,7 +476,8 @@ func (b *Breaker) send(ctx context.Context, now time.Time, d Decision, o Outcome
 	args := make([]any, 0, 12+len(bt.items))
 	args = append(args, now.UnixMilli(), string(o), item, d.token,
 		s.Window.Milliseconds(), s.MinItems, strconv.FormatFloat(s.FailureRatio, 'f', -1, 64), s.ConsecutiveItems,
-		s.RateLimitedItems, strconv.FormatFloat(s.RateLimitedRatio, 'f', -1, 64), s.Cooldown.Milliseconds(), enc.String(), lastOK)
+		s.RateLimitedItems, strconv.FormatFloat(s.RateLimitedRatio, 'f', -1, 64), s.Cooldown.Milliseconds(), enc.String(), lastOK,
+		s.FirstCooldown.Milliseconds())
 	for _, it := range bt.items {
 		args = append(args, it)
 	}

@@ -13,14 +13,14 @@ import (
 func TestConsecutiveItemsRule(t *testing.T) {
 	t.Parallel()
 
-	t.Run("DefaultFiveDistinctItems", func(t *testing.T) {
+	t.Run("DefaultTenDistinctItems", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		br := b.breaker(breaker.Settings{})
-		its := items("a", 5)
-		b.reportMany(t, br, breaker.Failure, its[:4]...)
+		br := b.breaker(breaker.Settings{MinItems: 100})
+		its := items("a", 10)
+		b.reportMany(t, br, breaker.Failure, its[:9]...)
 		b.requireState(t, "closed")
-		tr := b.report(t, br, breaker.Decision{Allowed: true}, breaker.Failure, its[4])
+		tr := b.report(t, br, breaker.Decision{Allowed: true}, breaker.Failure, its[9])
 		requireTransition(t, tr, "closed", "open", t0)
 		if !strings.Contains(tr.Reason, "in a row") {
 			t.Errorf("reason = %q, want the consecutive-items rule", tr.Reason)
@@ -71,9 +71,9 @@ func TestConsecutiveItemsRule(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		br := b.breaker(breaker.Settings{MinItems: 100})
-		b.reportMany(t, br, breaker.Failure, items("a", 4)...)
+		b.reportMany(t, br, breaker.Failure, items("a", 9)...)
 		b.reportMany(t, br, breaker.Abandoned, items("shutdown", 10)...)
-		requireTransition(t, b.report(t, br, breaker.Decision{Allowed: true}, breaker.Failure, "job/fifth"), "closed", "open", t0)
+		requireTransition(t, b.report(t, br, breaker.Decision{Allowed: true}, breaker.Failure, "job/tenth"), "closed", "open", t0)
 	})
 }
 

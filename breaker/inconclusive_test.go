@@ -57,9 +57,9 @@ func TestInconclusive(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		br := b.breaker(breaker.Settings{})
-		b.reportMany(t, br, breaker.Failure, items("a", 4)...)
+		b.reportMany(t, br, breaker.Failure, items("a", 9)...)
 		b.reportMany(t, br, breaker.Inconclusive, items("slow", 10)...)
-		requireTransition(t, b.report(t, br, breaker.Decision{Allowed: true}, breaker.Failure, "job/fifth"), "closed", "open", t0)
+		requireTransition(t, b.report(t, br, breaker.Decision{Allowed: true}, breaker.Failure, "job/tenth"), "closed", "open", t0)
 	})
 
 	t.Run("NotInFailureRatio", func(t *testing.T) {
@@ -99,13 +99,13 @@ func TestInconclusive(t *testing.T) {
 		b := setup(t)
 		br := b.breaker(breaker.Settings{})
 		early := b.allow(t, br)
-		b.trip(t, br, 5)
+		b.trip(t, br, 10)
 		b.clock.Advance(time.Minute)
 		if tr := b.report(t, br, early, breaker.Inconclusive, "job/late"); tr != nil {
 			t.Fatalf("inconclusive report while open made %+v, want none", *tr)
 		}
-		if s := b.requireState(t, "open"); !s.Until.Equal(t0.Add(5*time.Minute)) || len(s.Transitions) != 1 {
-			t.Fatalf("after the report: until %s transitions %+v, want %s and only the opening", s.Until, s.Transitions, t0.Add(5*time.Minute))
+		if s := b.requireState(t, "open"); !s.Until.Equal(t0.Add(15*time.Second)) || len(s.Transitions) != 1 {
+			t.Fatalf("after the report: until %s transitions %+v, want %s and only the opening", s.Until, s.Transitions, t0.Add(15*time.Second))
 		}
 	})
 }
@@ -113,7 +113,7 @@ func TestInconclusive(t *testing.T) {
 func TestInconclusiveProbe(t *testing.T) {
 	t.Parallel()
 
-	settings := breaker.Settings{Cooldown: time.Minute, ConsecutiveItems: 2, MinItems: 100}
+	settings := breaker.Settings{Cooldown: time.Minute, FirstCooldown: time.Minute, ConsecutiveItems: 2, MinItems: 100}
 
 	// halfOpen trips the breaker, lets the cooldown pass and returns the
 	// probe decision that made it half-open.

@@ -27,14 +27,14 @@ func TestOpen(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		br := b.breaker(breaker.Settings{})
-		b.trip(t, br, 5)
-		until := t0.Add(5 * time.Minute)
+		b.trip(t, br, 10)
+		until := t0.Add(15 * time.Second)
 		if s := b.requireState(t, "open"); !s.Until.Equal(until) {
-			t.Fatalf("Until = %s, want %s (default cooldown 5m)", s.Until, until)
+			t.Fatalf("Until = %s, want %s (default first cooldown 15s)", s.Until, until)
 		}
 
 		other := b.breaker(breaker.Settings{}) // a worker that never saw a failure
-		for _, step := range []time.Duration{0, time.Minute, 3*time.Minute + 59*time.Second, 999 * time.Millisecond} {
+		for _, step := range []time.Duration{0, time.Second, 13*time.Second + 999*time.Millisecond} {
 			now := b.clock.Advance(step)
 			for _, x := range []*breaker.Breaker{br, other} {
 				d := b.allow(t, x)
@@ -47,13 +47,55 @@ func TestOpen(t *testing.T) {
 			}
 		}
 		b.requireState(t, "open")
+		b.clock.Advance(time.Millisecond)
+		if d := b.allow(t, other); !d.Probe {
+			t.Fatalf("Allow at the end of the first cooldown = %+v, want a probe", d)
+		}
+	})
+
+	t.Run("EachFailedProbeDoublesTheCooldownUpToTheMost", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		s := breaker.Settings{FirstCooldown: 15 * time.Second, Cooldown: 2 * time.Minute}
+		br := b.breaker(s)
+		b.trip(t, br, 10)
+		for _, want := range []time.Duration{15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 2 * time.Minute} {
+			snap := b.requireState(t, "open")
+			if got := snap.Until.Sub(b.clock.Now()); got != want {
+				t.Fatalf("open for %s, want %s", got, want)
+			}
+			b.clock.Advance(want)
+			probe := b.allow(t, br)
+			if !probe.Probe {
+				t.Fatalf("Allow after %s = %+v, want a probe", want, probe)
+			}
+			requireTransition(t, b.report(t, br, probe, breaker.Failure, "job/probe"), "half-open", "open", b.clock.Now())
+		}
+		// A probe that succeeds closes it, and the next open is short again.
+		b.clock.Advance(2 * time.Minute)
+		probe := b.allow(t, br)
+		requireTransition(t, b.report(t, br, probe, breaker.Success, "job/probe"), "half-open", "closed", b.clock.Now())
+		b.trip(t, br, 10)
+		if got := b.requireState(t, "open").Until.Sub(b.clock.Now()); got != 15*time.Second {
+			t.Fatalf("open again after a close for %s, want the first cooldown 15s", got)
+		}
+	})
+
+	t.Run("FirstCooldownIsAtMostTheCooldown", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		br := b.breaker(breaker.Settings{Cooldown: 7 * time.Second})
+		b.trip(t, br, 10)
+		if got := b.requireState(t, "open").Until.Sub(t0); got != 7*time.Second {
+			t.Fatalf("open for %s with --breaker-cooldown 7s, want 7s", got)
+		}
 	})
 
 	t.Run("CustomCooldown", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		br := b.breaker(breaker.Settings{Cooldown: 7 * time.Second})
-		b.trip(t, br, 5)
+		b.trip(t, br, 10)
 		if d := b.allow(t, br); d.Allowed || d.Wait != 7*time.Second {
 			t.Fatalf("Allow right after opening = %+v, want denied with Wait 7s", d)
 		}
@@ -74,7 +116,7 @@ func TestOpen(t *testing.T) {
 		for range 4 {
 			passed = append(passed, b.allow(t, br))
 		}
-		b.trip(t, br, 5)
+		b.trip(t, br, 10)
 		b.clock.Advance(time.Minute)
 		outcomes := []breaker.Outcome{breaker.Success, breaker.Failure, breaker.RateLimited, breaker.Neutral}
 		for i, d := range passed {
@@ -83,7 +125,7 @@ func TestOpen(t *testing.T) {
 			}
 		}
 		s := b.requireState(t, "open")
-		if want := t0.Add(5 * time.Minute); !s.Until.Equal(want) {
+		if want := t0.Add(15 * time.Second); !s.Until.Equal(want) {
 			t.Fatalf("Until = %s after late reports, want %s unchanged", s.Until, want)
 		}
 		if len(s.Transitions) != 1 {
@@ -96,7 +138,7 @@ func TestOpen(t *testing.T) {
 		for _, probes := range []int{1, 3} {
 			b := setup(t)
 			s := breaker.Settings{MaxProbes: probes}
-			b.trip(t, b.breaker(s), 5)
+			b.trip(t, b.breaker(s), 10)
 			at := b.clock.Advance(5 * time.Minute)
 
 			const callers = 20
@@ -161,7 +203,7 @@ func TestHalfOpen(t *testing.T) {
 		}
 		return d
 	}
-	settings := breaker.Settings{Cooldown: time.Minute, ConsecutiveItems: 2, MinItems: 100}
+	settings := breaker.Settings{Cooldown: time.Minute, FirstCooldown: time.Minute, ConsecutiveItems: 2, MinItems: 100}
 
 	t.Run("ProbeSuccessClosesForEveryone", func(t *testing.T) {
 		t.Parallel()

@@ -29,10 +29,10 @@ func TestRead(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		br := b.breaker(breaker.Settings{})
-		b.trip(t, br, 5)
+		b.trip(t, br, 10)
 		s := b.read(t)
-		if s.State != gobreaker.StateOpen || s.StateName() != "open" || !s.Until.Equal(t0.Add(5*time.Minute)) {
-			t.Fatalf("Read after tripping = %+v, want open until %s", s, t0.Add(5*time.Minute))
+		if s.State != gobreaker.StateOpen || s.StateName() != "open" || !s.Until.Equal(t0.Add(15*time.Second)) {
+			t.Fatalf("Read after tripping = %+v, want open until %s", s, t0.Add(15*time.Second))
 		}
 		if len(s.Transitions) != 1 {
 			t.Fatalf("transitions = %+v, want 1", s.Transitions)
@@ -97,10 +97,10 @@ func TestRead(t *testing.T) {
 	t.Run("KeysFollowSchema", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		br := b.breaker(breaker.Settings{})
+		br := b.breaker(breaker.Settings{MinItems: 100})
 		b.reportMany(t, br, breaker.Success, "job/ok")
 		b.reportMany(t, br, breaker.RateLimited, "job/rl")
-		b.trip(t, br, 5)
+		b.trip(t, br, 10)
 		b.clock.Advance(5 * time.Minute)
 		b.allow(t, br)
 

@@ -51,8 +51,10 @@ return {'deny', tonumber(ARGV[5]), tr, 'half-open', 0}
 
 // reportScript: ARGV now, outcome, item, probe_token, window_ms, min_items,
 // failure_ratio, consecutive, rl_items, rl_ratio, cooldown_ms, batch,
-// last_ok_ms (the batch's last success, 0 if none), then the ids of the
-// batched successes. batch is "second:count,..." of
+// last_ok_ms (the batch's last success, 0 if none), first_cooldown_ms, then
+// the ids of the batched successes. An open from closed lasts
+// first_cooldown_ms; one after a failed probe twice the last, at most
+// cooldown_ms. batch is "second:count,..." of
 // successes a worker counted since its last report, recorded before the
 // outcome (outcome "batch" records them alone). Returns {transition or ”,
 // state, until, failed items, successes}: the counts in the window while
@@ -67,7 +69,13 @@ local probe = token ~= '' and redis.call('ZREM', KEYS[6], token) == 1
 if outcome == 'abandon' then return view('') end
 
 local function open(from, reason)
-  redis.call('HSET', KEYS[1], 'state', 'open', 'since', now, 'until', now + cooldown)
+  local first = tonumber(ARGV[14])
+  local cd = first
+  if from == 'half-open' then
+    cd = math.min(cooldown, 2 * (tonumber(redis.call('HGET', KEYS[1], 'cooldown') or '0') or 0))
+    if cd < first then cd = first end
+  end
+  redis.call('HSET', KEYS[1], 'state', 'open', 'since', now, 'until', now + cd, 'cooldown', cd)
   redis.call('DEL', KEYS[6])
   clear_windows()
   return transition(from, 'open', now, reason)
@@ -93,7 +101,7 @@ local oldest = math.floor(edge / 1000)
 -- Successes a worker batched: counted per second, and the items among them
 -- that had failed or been rate-limited are taken out of those windows.
 local succeeded = {}
-for i = 14, #ARGV do succeeded[#succeeded + 1] = ARGV[i] end
+for i = 15, #ARGV do succeeded[#succeeded + 1] = ARGV[i] end
 local last_ok = tonumber(ARGV[13])
 if outcome == 'ok' then
   succeeded[#succeeded + 1] = item

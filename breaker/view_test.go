@@ -61,7 +61,7 @@ func TestWorkerView(t *testing.T) {
 		}
 
 		// Another worker opens it: this one may call on for at most Refresh.
-		b.trip(t, b.breaker(s), 5)
+		b.trip(t, b.breaker(s), 10)
 		b.clock.Advance(249 * time.Millisecond)
 		if d := b.allow(t, br); !d.Allowed {
 			t.Fatalf("Allow within Refresh of the last look = %+v, want the stale allow", d)
@@ -75,8 +75,8 @@ func TestWorkerView(t *testing.T) {
 	t.Run("OpenIsAnsweredLocallyUntilCooldown", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		br := b.breaker(breaker.Settings{Cooldown: time.Minute})
-		b.trip(t, br, 5)
+		br := b.breaker(breaker.Settings{Cooldown: time.Minute, FirstCooldown: time.Minute})
+		b.trip(t, br, 10)
 		before := b.scripts(t)
 		b.clock.Advance(30 * time.Second)
 		for range 50 {

@@ -121,7 +121,7 @@ func TestOutageOpensBreakerAndJobCompletes(t *testing.T) {
 func TestBreakerIsSharedByTheFleet(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "--seed", "12")
-	bad, _, _ := writeItems(t, 8, func(i int) (string, string) { return fmt.Sprint(i), fmt.Sprintf("down %d #fail:503", i) })
+	bad, _, _ := writeItems(t, 12, func(i int) (string, string) { return fmt.Sprint(i), fmt.Sprintf("down %d #fail:503", i) })
 	good, _, prompts := writeItems(t, 20, func(i int) (string, string) { return fmt.Sprint(i), fmt.Sprintf("healthy %d", i) })
 	if _, r := f.submit(t, bad, "--job", "bad", "--queue", "a"); r.code != 0 {
 		t.Fatal("run bad")

@@ -473,3 +473,58 @@ func TestTokenBudgetHoldsWithoutUsage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A cluster of bad items at the end of a job (2 x 401, 3 that fail twice
+// with 500, 2 that always 500) cannot trip the breaker with its default
+// settings: the job finishes without a pause, and the breaker never opened.
+func TestBadItemsAtTheEndDoNotTripTheDefaultBreaker(t *testing.T) {
+	t.Parallel()
+	b := setup(t, simulator.Config{Seed: 9})
+	rdb := testClient(t, b.url)
+	w, err := worker.New(rdb, worker.Config{
+		Concurrency: 8, ShutdownTimeout: 2 * time.Second, CheckInterval: time.Second,
+		Provider: provider.Config{BaseURL: b.sim.URL()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for i := range 406 {
+		lines = append(lines, item(fmt.Sprint("g", i), fmt.Sprintf("good item %d", i)))
+	}
+	for i := range 2 {
+		lines = append(lines, item(fmt.Sprint("auth", i), fmt.Sprintf("bad key %d #fail:401", i)))
+	}
+	for i := range 3 {
+		lines = append(lines, item(fmt.Sprint("flaky", i), fmt.Sprintf("flaky %d #fail-first:2:500", i)))
+	}
+	for i := range 2 {
+		lines = append(lines, item(fmt.Sprint("down", i), fmt.Sprintf("always down %d #fail:500", i)))
+	}
+	pol := testPolicy()
+	pol.MaxAttempts = 5
+	b.submit(t, "cluster", pol, lines...)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Shutdown)
+
+	st := b.wait(t, "cluster", 90*time.Second)
+	if st.Done != 409 || st.Failed != 4 {
+		t.Fatalf("job ended %d done, %d failed; want 409 and 4 (2 auth, 2 always 500)", st.Done, st.Failed)
+	}
+	j, err := b.store.Job(context.Background(), "cluster")
+	if err != nil || j.Endpoint == "" {
+		t.Fatalf("job %+v, %v: want its breaker endpoint noted", j, err)
+	}
+	snap, err := breaker.Read(context.Background(), rdb, j.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Transitions) != 0 {
+		t.Fatalf("the breaker moved %+v for 7 bad items among 413, want never", snap.Transitions)
+	}
+	if n := b.calls("always down 0 #fail:500"); n != 5 {
+		t.Errorf("an always-500 item was called %d times, want its 5 attempts (never held by the breaker)", n)
+	}
+}

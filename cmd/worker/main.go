@@ -73,9 +73,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (config,
 	fs.IntVar(&c.worker.RPM, "rpm", rpm, "provider's requests per minute, for the whole fleet (default $LLMFLEET_RPM; 0 = unlimited)")
 	fs.IntVar(&c.worker.TPM, "tpm", tpm, "provider's tokens per minute, for the whole fleet (default $LLMFLEET_TPM; 0 = unlimited)")
 	b := &c.worker.Breaker
-	fs.DurationVar(&b.Cooldown, "breaker-cooldown", 5*time.Minute, "how long the fleet-wide breaker stays open before probe calls")
+	fs.DurationVar(&b.Cooldown, "breaker-cooldown", 5*time.Minute, "the longest the fleet-wide breaker stays open before probe calls (each failed probe doubles the wait up to this)")
+	fs.DurationVar(&b.FirstCooldown, "breaker-first-cooldown", 15*time.Second, "how long the breaker stays open the first time (at most --breaker-cooldown)")
 	fs.DurationVar(&b.Window, "breaker-window", time.Minute, "sliding window of the breaker's trip rules")
-	fs.IntVar(&b.ConsecutiveItems, "breaker-consecutive", 5, "open after this many different items fail in a row")
+	fs.IntVar(&b.ConsecutiveItems, "breaker-consecutive", 10, "open after this many different items fail in a row")
 	fs.IntVar(&b.MinItems, "breaker-min-items", 10, "distinct items the window needs before --breaker-failure-ratio applies")
 	fs.Float64Var(&b.FailureRatio, "breaker-failure-ratio", 0.5, "open when this share of the window's items failed")
 	fs.IntVar(&b.RateLimitedItems, "breaker-429-items", 20, "open when this many items got 429s in the window...")
