@@ -27,11 +27,25 @@ type Error struct {
 	// Message is the provider's message or the transport error, truncated
 	// and scrubbed of API keys.
 	Message string
-	// RetryAfter is the provider's requested wait, 0 when it gave none.
+	// RetryAfter is the wait the provider asked for explicitly (a
+	// Retry-After or retry-after-ms header, Gemini's RetryInfo), 0 when it
+	// gave none.
 	RetryAfter time.Duration
+	// RetryHint is a wait inferred, not asked for: stated in the message
+	// ("Please try again in 20s") or in x-ratelimit-reset-* headers. It is
+	// capped at a minute (a bucket that refills completely in "6m0s" must not
+	// park an item for six minutes).
+	RetryHint time.Duration
+	// PromptTokens, CompletionTokens and ContextLimit are a context
+	// overflow's numbers as the provider counted them, when it said.
+	PromptTokens, CompletionTokens, ContextLimit int
 	// Err is the underlying error.
 	Err error
 }
+
+// Wait is how long, at least, to wait before calling again for this item:
+// the explicit wait or the hint, whichever is longer.
+func (e *Error) Wait() time.Duration { return max(e.RetryAfter, e.RetryHint) }
 
 func (e *Error) Error() string {
 	var b strings.Builder
@@ -92,9 +106,6 @@ func Classify(ctx context.Context, err error, ex *Exchange) *Error {
 	e := &Error{Err: err}
 	if ex != nil {
 		e.Status = ex.Status
-		if ex.Status == 429 || ex.Status >= 500 {
-			e.RetryAfter = RetryAfter(ex.Header, time.Now())
-		}
 	}
 	var apiErr *openai.APIError
 	var reqErr *openai.RequestError
@@ -112,25 +123,41 @@ func Classify(ctx context.Context, err error, ex *Exchange) *Error {
 		}
 		e.Status = 0
 		return e
-	case errors.As(err, &apiErr):
-		e.Status = apiErr.HTTPStatusCode
-		e.Code = codeString(apiErr.Code)
-		e.Message = Scrub(apiErr.Message)
-		e.Class = classifyStatus(e.Status, e.Code, apiErr.Type, apiErr.Message)
-		// The provider's own error may echo the key: keep only the scrubbed text.
-		e.Err = errors.New(e.Message)
 	case errors.As(err, &reqErr):
+		// Before *APIError: go-openai wraps an empty one in a RequestError
+		// when "error" is not an object ({"error": "text"}).
 		e.Status = reqErr.HTTPStatusCode
-		e.Message = bodyReason(reqErr.Body)
-		if reqErr.Err != nil && len(reqErr.Body) == 0 {
-			e.Message = Scrub(reqErr.Err.Error())
-		}
 		if e.Status >= 200 && e.Status < 300 {
 			e.Class = UpstreamInvalid
-		} else {
-			e.Class = classifyStatus(e.Status, "", "", string(reqErr.Body))
+			e.Message = bodyReason(reqErr.Body)
+			if reqErr.Err != nil && len(reqErr.Body) == 0 {
+				e.Message = Scrub(reqErr.Err.Error())
+			}
+			e.Err = errors.New(e.Message)
+			return e
 		}
-		e.Err = errors.New(e.Message)
+		// Not {"error": {...}}: the status decides, and the message comes
+		// from whatever shape the body has (or the page's text).
+		info, ok := errorBody(reqErr.Body)
+		if !ok {
+			info = errorInfo{message: bodyReason(reqErr.Body)}
+			if reqErr.Err != nil && len(reqErr.Body) == 0 {
+				info.message = reqErr.Err.Error()
+			}
+		}
+		e.classifyResponse(info, ex)
+	case errors.As(err, &apiErr):
+		e.Status = apiErr.HTTPStatusCode
+		info := errorInfo{message: apiErr.Message, code: codeString(apiErr.Code), typ: apiErr.Type}
+		if ex != nil {
+			// The body says more than go-openai keeps (Gemini's RetryInfo,
+			// llama.cpp's token counts).
+			if full, ok := errorBody(ex.Head); ok {
+				info.retryDelay, info.perMinute = full.retryDelay, full.perMinute
+				info.promptTokens, info.contextLimit = full.promptTokens, full.contextLimit
+			}
+		}
+		e.classifyResponse(info, ex)
 	case ex != nil && ex.Status >= 200 && ex.Status < 300:
 		// go-openai could not decode a 2xx body: HTML from a proxy, or
 		// truncated JSON.
@@ -144,39 +171,31 @@ func Classify(ctx context.Context, err error, ex *Exchange) *Error {
 	return e
 }
 
-func classifyStatus(status int, code, typ, msg string) Class {
-	lower := strings.ToLower(msg)
-	switch {
-	case status == 429:
-		// Only a spent quota fails now; Gemini's ordinary rate-limit text
-		// says "check quota", so the word alone is not enough.
-		if code == "insufficient_quota" || typ == "insufficient_quota" ||
-			strings.Contains(lower, "exceeded your current quota") || strings.Contains(lower, "billing") {
-			return Quota
-		}
-		return RateLimited
-	case status == 402:
-		return Quota
-	case status == 529:
-		return Overloaded
-	case status >= 500:
-		return ServerError
-	case status == 401 || status == 403:
-		return Auth
-	case status == 404:
-		return NotFound
-	case status == 400 || status == 413 || status == 422:
-		switch {
-		case code == "context_length_exceeded" || strings.Contains(lower, "maximum context length") || strings.Contains(lower, "context window"):
-			return ContextOverflow
-		case code == "content_filter" || code == "content_policy_violation" || strings.Contains(lower, "content management policy"):
-			return ContentFilter
-		}
-		return BadRequest
-	case status >= 400:
-		return BadRequest
+// classifyResponse fills e from an error response: class, reason, waits
+// and a context overflow's numbers.
+func (e *Error) classifyResponse(info errorInfo, ex *Exchange) {
+	e.Code = info.code
+	msg := info.message
+	if msg == "" {
+		msg = info.typ
 	}
-	return UpstreamInvalid
+	class, note := classifyResponse(e.Status, info)
+	e.Class = class
+	e.Message = Scrub(note + msg)
+	// The provider's own error may echo the key: keep only the scrubbed text.
+	e.Err = errors.New(e.Message)
+	if class == RateLimited || class == Overloaded || class == ServerError {
+		var hint time.Duration
+		if ex != nil {
+			e.RetryAfter, hint = retryWaits(ex.Header, time.Now())
+		}
+		e.RetryAfter = max(e.RetryAfter, info.retryDelay)
+		hint = max(hint, hintFromText(info.message))
+		e.RetryHint = min(hint, maxHint)
+	}
+	if class == ContextOverflow {
+		e.PromptTokens, e.CompletionTokens, e.ContextLimit = overflowNumbers(info.message, info)
+	}
 }
 
 func codeString(c any) string {
@@ -261,16 +280,19 @@ func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
 // HTTP date), and x-ratelimit-reset-requests / -tokens ("1s", "6m0s",
 // "20ms"; only when the matching x-ratelimit-remaining-* is 0 or absent,
 // since OpenAI sends them on every answer). It returns the longest wait
-// found, capped at an hour, 0 when there is none.
+// found, capped at an hour, 0 when there is none. Classify keeps the first
+// two (asked for) apart from the reset headers (a hint): see retryWaits.
 func RetryAfter(h http.Header, now time.Time) time.Duration {
+	explicit, hint := retryWaits(h, now)
+	return max(explicit, hint)
+}
+
+// retryWaits returns the wait a response asks for (Retry-After,
+// retry-after-ms) and the one its x-ratelimit-reset-* headers hint at, each
+// capped at an hour.
+func retryWaits(h http.Header, now time.Time) (explicit, hint time.Duration) {
 	if h == nil {
-		return 0
-	}
-	var best time.Duration
-	take := func(d time.Duration) {
-		if d > best {
-			best = d
-		}
+		return 0, 0
 	}
 	const ceiling = time.Hour
 	// seconds converts without overflowing time.Duration on absurd values.
@@ -282,16 +304,16 @@ func RetryAfter(h http.Header, now time.Time) time.Duration {
 	}
 	if v := h.Get("Retry-After-Ms"); v != "" {
 		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f > 0 {
-			take(seconds(f / 1000))
+			explicit = max(explicit, seconds(f/1000))
 		}
 	}
 	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
 		if f, err := strconv.ParseFloat(v, 64); err == nil {
 			if f > 0 {
-				take(seconds(f))
+				explicit = max(explicit, seconds(f))
 			}
 		} else if t, err := http.ParseTime(v); err == nil {
-			take(t.Sub(now))
+			explicit = max(explicit, t.Sub(now))
 		}
 	}
 	for _, kind := range []string{"Requests", "Tokens"} {
@@ -300,14 +322,11 @@ func RetryAfter(h http.Header, now time.Time) time.Duration {
 		}
 		if v := strings.TrimSpace(h.Get("X-Ratelimit-Reset-" + kind)); v != "" {
 			if d, err := time.ParseDuration(v); err == nil {
-				take(d)
+				hint = max(hint, d)
 			} else if f, err := strconv.ParseFloat(v, 64); err == nil && f > 0 {
-				take(seconds(f))
+				hint = max(hint, seconds(f))
 			}
 		}
 	}
-	if best > ceiling {
-		best = ceiling
-	}
-	return best
+	return min(max(explicit, 0), ceiling), min(max(hint, 0), ceiling)
 }

@@ -204,7 +204,7 @@ func withExchange(ctx context.Context, ex *Exchange) context.Context {
 }
 
 // headBytes is how much of a body is kept for diagnosis.
-const headBytes = 2048
+const headBytes = 16 << 10
 
 // maxBody bounds a response body: a chat completion is far smaller, and a
 // misbehaving upstream must not exhaust a worker's memory.

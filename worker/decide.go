@@ -109,7 +109,7 @@ func decide(c called) next {
 	case c.retriesLeft <= 0:
 		return fail(reason + " (asynq's retry headroom for this task is used up; replay the item)")
 	}
-	return next{action: actRetry, class: pe.Class, reason: reason, delay: c.backoff(c.calls, pe.RetryAfter)}
+	return next{action: actRetry, class: pe.Class, reason: reason, delay: c.backoff(c.calls, pe.Wait())}
 }
 
 // failureReason is how a classified failure reads in failure records.

@@ -35,6 +35,9 @@ type guard struct {
 // longer waits re-schedule the task (without spending an attempt).
 const maxInlineWait = 2 * time.Second
 
+// maxHintHold bounds the fleet-wide hold a hinted wait sets.
+const maxHintHold = 10 * time.Second
+
 // defaultCompletionTokens is reserved for an item without max_tokens.
 const defaultCompletionTokens = 256
 
@@ -222,10 +225,18 @@ func (g *guard) settle(ctx context.Context, a *attempt, p pass, comp *provider.C
 			g.log.Warn("rate limiter: settle", "err", err)
 		}
 	}
-	if pe != nil && pe.Class == provider.RateLimited && pe.RetryAfter > 0 && g.limiter != nil {
-		// A 429's Retry-After holds back the whole fleet, not only us.
-		if err := g.limiter.Hold(ctx, pe.RetryAfter); err != nil {
-			g.log.Warn("rate limiter: hold", "err", err)
+	if pe != nil && pe.Class == provider.RateLimited && g.limiter != nil {
+		// A 429's Retry-After holds back the whole fleet, not only us; a
+		// wait only hinted at (in its text, in reset headers) holds it
+		// briefly, never for minutes.
+		hold := pe.RetryAfter
+		if hold == 0 {
+			hold = min(pe.RetryHint, maxHintHold)
+		}
+		if hold > 0 {
+			if err := g.limiter.Hold(ctx, hold); err != nil {
+				g.log.Warn("rate limiter: hold", "err", err)
+			}
 		}
 	}
 	if p.breaker == nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/llmfleet/llmfleet/checkpoint"
@@ -84,11 +82,6 @@ func (a *attempt) preflight(it *tasks.Item, model string) (fitted, error) {
 	return f, nil
 }
 
-var (
-	maxContextRE = regexp.MustCompile(`maximum context length is (\d+) tokens`)
-	requestedRE  = regexp.MustCompile(`(?:resulted in|requested) (\d+) tokens(?: \((\d+) in the messages, (\d+) in the completion\))?`)
-)
-
 // shrink cuts the prompt further after the provider said it overflows,
 // using the limit and count the provider reported (its tokenizer differs
 // from ours), and updates send and fit. It fails with a reason that gives
@@ -96,17 +89,7 @@ var (
 func (a *attempt) shrink(it, send *tasks.Item, model string, fit *fitted, pe *provider.Error) error {
 	counter := tokens.ForModel(model)
 	ours := counter.Messages(send.Messages)
-	provLimit, provCount, completion := 0, 0, 0
-	if m := maxContextRE.FindStringSubmatch(pe.Message); m != nil {
-		provLimit, _ = strconv.Atoi(m[1])
-	}
-	if m := requestedRE.FindStringSubmatch(pe.Message); m != nil {
-		provCount, _ = strconv.Atoi(m[1])
-		if m[2] != "" {
-			provCount, _ = strconv.Atoi(m[2])
-			completion, _ = strconv.Atoi(m[3])
-		}
-	}
+	provLimit, provCount, completion := pe.ContextLimit, pe.PromptTokens, pe.CompletionTokens
 	target := ours * 3 / 4
 	if provLimit > 0 && provCount > 0 {
 		// The provider's limit, in our tokens, with a small margin.
