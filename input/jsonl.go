@@ -90,6 +90,11 @@ func (r *Reader) readLine() (b []byte, n int, over, blank bool, err error) {
 	b = r.buf
 	b = bytes.TrimSuffix(b, []byte("\n"))
 	b = bytes.TrimSuffix(b, []byte("\r"))
+	if len(b) > r.maxBytes {
+		// Kept because its line ending might have fit; without it, it is
+		// still over.
+		return nil, len(b), true, isBlank(b), nil
+	}
 	return b, len(b), false, isBlank(b), nil
 }
 

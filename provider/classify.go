@@ -81,8 +81,14 @@ var ErrJobDeadline = errors.New("job deadline passed")
 // ErrAttemptTimeout is the cause of the per-attempt context.
 var ErrAttemptTimeout = errors.New("attempt timed out")
 
-// maxReason bounds the provider text kept in a reason.
-const maxReason = 500
+// maxReason bounds the provider text kept in a reason, maxCode a code.
+const (
+	maxReason = 500
+	maxCode   = 64
+)
+
+// maxRetryAfter bounds any wait a provider asks for.
+const maxRetryAfter = time.Hour
 
 // Exchange is what the transport saw of one HTTP exchange.
 type Exchange struct {
@@ -158,6 +164,11 @@ func Classify(ctx context.Context, err error, ex *Exchange) *Error {
 			}
 		}
 		e.classifyResponse(info, ex)
+	case ex != nil && ex.Status >= 300 && ex.Status < 400:
+		// A redirect the client did not follow (300, 304, ...): an
+		// upstream answering wrongly, not a failed connection.
+		e.Class = UpstreamInvalid
+		e.Message = Scrub(fmt.Sprintf("HTTP %d, not a chat completion (a redirect or proxy answer; check the base URL): %s", ex.Status, bodyReason(ex.Head)))
 	case ex != nil && ex.Status >= 200 && ex.Status < 300:
 		// go-openai could not decode a 2xx body: HTML from a proxy, or
 		// truncated JSON.
@@ -174,7 +185,11 @@ func Classify(ctx context.Context, err error, ex *Exchange) *Error {
 // classifyResponse fills e from an error response: class, reason, waits
 // and a context overflow's numbers.
 func (e *Error) classifyResponse(info errorInfo, ex *Exchange) {
-	e.Code = info.code
+	// A code is provider text like the message: bounded and scrubbed.
+	e.Code = Scrub(info.code)
+	if len(e.Code) > maxCode {
+		e.Code = e.Code[:maxCode]
+	}
 	msg := info.message
 	if msg == "" {
 		msg = info.typ
@@ -189,7 +204,7 @@ func (e *Error) classifyResponse(info errorInfo, ex *Exchange) {
 		if ex != nil {
 			e.RetryAfter, hint = retryWaits(ex.Header, time.Now())
 		}
-		e.RetryAfter = max(e.RetryAfter, info.retryDelay)
+		e.RetryAfter = min(max(e.RetryAfter, info.retryDelay), maxRetryAfter)
 		hint = max(hint, hintFromText(info.message))
 		e.RetryHint = min(hint, maxHint)
 	}

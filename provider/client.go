@@ -90,6 +90,12 @@ func (c *Client) Complete(ctx context.Context, it *tasks.Item, model string) (*C
 	req := Request(it, model)
 	ex := &Exchange{}
 	resp, err := c.oa.CreateChatCompletion(withExchange(ctx, ex), req)
+	if err == nil && ex.Status >= 300 && ex.Status < 400 {
+		// go-openai takes any status below 400 for success; a redirect it
+		// did not follow is not an answer, whatever its body.
+		return nil, c.mask(&Error{Class: UpstreamInvalid, Status: ex.Status,
+			Message: Scrub(fmt.Sprintf("HTTP %d, not a chat completion (a redirect or proxy answer; check the base URL): %s", ex.Status, bodyReason(ex.Head)))})
+	}
 	if err != nil {
 		exp := ex
 		if ex.Status == 0 {
@@ -129,7 +135,7 @@ func (c *Client) Complete(ctx context.Context, it *tasks.Item, model string) (*C
 		return out, &Error{Class: InvalidOutput, Status: ex.Status, Message: "JSON was asked for but the answer was cut at its token limit (finish_reason length): raise max_tokens"}
 	}
 	if it.WantsJSON() && !json.Valid([]byte(out.Content)) {
-		return out, &Error{Class: InvalidOutput, Status: ex.Status, Message: "JSON was asked for but the answer is not valid JSON: " + Scrub(out.Content)}
+		return out, c.mask(&Error{Class: InvalidOutput, Status: ex.Status, Message: "JSON was asked for but the answer is not valid JSON: " + Scrub(out.Content)})
 	}
 	return out, nil
 }
@@ -137,10 +143,11 @@ func (c *Client) Complete(ctx context.Context, it *tasks.Item, model string) (*C
 // mask removes the configured key from a provider's message, whatever its
 // shape (Scrub only knows the common ones).
 func (c *Client) mask(e *Error) *Error {
-	if c.key == "" || len(c.key) < 6 || !strings.Contains(e.Message, c.key) {
+	if c.key == "" || len(c.key) < 6 || !strings.Contains(e.Message+e.Code, c.key) {
 		return e
 	}
 	e.Message = strings.ReplaceAll(e.Message, c.key, "***")
+	e.Code = strings.ReplaceAll(e.Code, c.key, "***")
 	e.Err = errors.New(e.Message)
 	return e
 }

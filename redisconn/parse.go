@@ -66,6 +66,8 @@ func (e *ParseError) Error() string {
 
 // errSpecial is the reason given when the user info cannot be located or
 // parsed: the message cannot quote it, since it holds a password.
+const errAt = "an unescaped @ after the address: percent-encode @ as %40 in the user name, password, options and master name (and / ? # : % and spaces in a password)"
+
 const errSpecial = "the user name or password is not valid in a URL: percent-encode / ? # @ : % and spaces in it (or use a URL-safe password, e.g. from `openssl rand -hex 32`)"
 
 // Parse parses rawURL ("" means DefaultURL) into go-redis options, without
@@ -174,10 +176,13 @@ func split(rawURL string) (parts, string) {
 		end = len(rest)
 	}
 	authority, tail := rest[:end], rest[end:]
-	if strings.Contains(tail, "@") && !strings.Contains(authority, "@") {
-		// "redis://:pa/ss@host": the user info was cut short by a
-		// character that ends a URL's authority.
-		return p, errSpecial
+	if strings.Contains(tail, "@") {
+		// "redis://:pa/ss@host", "redis://u:p@ss/w0rd@host": the user info
+		// was cut short by a character that ends a URL's authority, and
+		// what follows must not be quoted as a path, an option or an
+		// address. An "@" in a query value or a master name is refused
+		// for the same reason: it is not where a URL can tell.
+		return p, errAt
 	}
 	if at := strings.LastIndexByte(authority, '@'); at >= 0 {
 		u, err := url.Parse("redis://" + authority[:at+1] + "host")

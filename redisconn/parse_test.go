@@ -275,3 +275,31 @@ func TestConfigClient(t *testing.T) {
 		rdb.Close()
 	}
 }
+
+// An "@" in the query, or after a password cut short by "/" or "?", never
+// shows a password: neither in Redact nor in Parse's error.
+func TestAtSignsNeverShowAPassword(t *testing.T) {
+	t.Parallel()
+	for raw, secret := range map[string]string{
+		"redis-sentinel://s1:26379/mymaster?client_name=a@b&sentinel_password=SENTINELSECRET": "SENTINELSECRET",
+		"redis-sentinel://app:masterpw@s1:26379/mymaster?sentinel_password=sent@nel99":        "nel99",
+		"redis://user:p@ss/w0rd@redis.example.com:6379/0":                                     "w0rd",
+		"redis://user:p@ss?w0rd@redis.example.com:6379/0":                                     "w0rd",
+		"redis://me@corp:pa/ssw0rd@host":                                                      "ssw0rd",
+	} {
+		if got := redisconn.Redact(raw); strings.Contains(got, secret) {
+			t.Errorf("Redact(%q) = %q shows %q", raw, got, secret)
+		}
+		_, err := redisconn.Parse(raw)
+		if err == nil {
+			t.Errorf("Parse(%q) accepted an unescaped @ after the address", raw)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("Parse(%q) error %q shows %q", raw, err, secret)
+		}
+		if !strings.Contains(err.Error(), "%40") {
+			t.Errorf("Parse(%q) error %q does not say how to fix it", raw, err)
+		}
+	}
+}

@@ -2,11 +2,16 @@ package redisconn
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 )
 
 // mask replaces every password in a redacted URL.
 const mask = "xxxxx"
+
+// passwordOptionRE is a query option whose name holds "password", with its
+// value up to the next "&" (a "#" or "@" in it is still the password's).
+var passwordOptionRE = regexp.MustCompile(`(?i)([?&][^=&?#]*password[^=&]*=)[^&]*`)
 
 // Redact returns rawURL with every password masked (the user info's and any
 // query option whose name contains "password", such as sentinel_password),
@@ -15,6 +20,10 @@ const mask = "xxxxx"
 // never shows its password: everything between "://" and the last "@" but
 // the user name counts as user info.
 func Redact(rawURL string) string {
+	// Password options first, wherever they are: an "@" in the query (a
+	// client name, or the password itself) must not move the user info's
+	// end past them.
+	rawURL = passwordOptionRE.ReplaceAllString(rawURL, "${1}"+mask)
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
 		if strings.Contains(rawURL, "@") {

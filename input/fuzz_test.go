@@ -1,0 +1,392 @@
+package input_test
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"unicode/utf8"
+
+	"github.com/llmfleet/llmfleet/input"
+)
+
+// The fuzz targets feed arbitrary bytes to a Reader and check what the
+// package doc promises of every input, not only that nothing panics:
+//
+//   - the read ends with io.EOF, ErrEmpty or (CSV only) a *FileError whose
+//     line is within the input;
+//   - every outcome names a line within the input, and no line has two;
+//     for JSONL every non-blank line is exactly one of accepted, rejected or
+//     collapsed, so Stats.Lines is the number of non-blank lines;
+//   - accepted items have a non-empty, unique id, valid UTF-8 throughout, at
+//     least one message with a known role, and respect the options (size
+//     limit, --system, --json-output);
+//   - an item without an id gets Item.DerivedID of the finished item, and a
+//     second read of the same bytes, one byte per Read, gives the very same
+//     records, rejections, stats and fields.
+//
+// go test runs the f.Add seeds as ordinary tests; go test -fuzz explores.
+
+// fuzzMaxItemBytes is the size limit of the fuzzOptions that sets one: small,
+// so that the fuzzer reaches it and the bytes just around it.
+const fuzzMaxItemBytes = 48
+
+// fuzzOptions are the options a fuzz input's mode byte picks from.
+var fuzzOptions = []input.Options{
+	{},
+	{MaxItemBytes: fuzzMaxItemBytes},
+	{System: "be brief"},
+	{Template: "{{.q}}"},
+	{JSONOutput: true},
+}
+
+// Modes of fuzzOptions, for the seeds.
+const (
+	modePlain uint8 = iota
+	modeLimit
+	modeSystem
+	modeTemplate
+	modeJSON
+)
+
+func FuzzJSONL(f *testing.F) {
+	for _, s := range []struct {
+		mode uint8
+		in   string
+	}{
+		{modePlain, lines(`{"id":"a","prompt":"p"}`, `{"prompt":"no id"}`, `{"id":null,"prompt":"null id"}`, `{"id":" ","prompt":"blank id"}`)},
+		{modePlain, lines(`{"id":42,"prompt":"n"}`, `{"id":1.50,"prompt":"f"}`, `{"id":-1e3,"prompt":"e"}`, `{"id":true,"prompt":"b"}`)},
+		{modePlain, lines(`{"id":"a","prompt":"p"}`, `{"id":"a","prompt":"p"}`, ` {"prompt":"p", "id":"a"} `, `{"id":"a","prompt":"changed"}`)},
+		{modePlain, lines(`{"prompt":"x"}`, `{"prompt":"x"}`, `{"id":"a"}`, `{"id":"a"}`)},
+		{modePlain, lines(`{"id":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":"u","name":"n"}]}`,
+			`{"id":"c","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}`,
+			`{"id":"r","messages":[{"role":"bot","content":"hi"}]}`,
+			`{"id":"e","messages":[]}`)},
+		{modePlain, lines(`{"id":"o","prompt":"p","model":"m","max_tokens":100,"temperature":0.2,"top_p":1,"stop":["a","b"],"seed":-7,`+
+			`"response_format":{"type":"json_object"},"metadata":{"k":[1,2]},"extra":{"x":null}}`,
+			`{"id":"bad","prompt":"p","temperature":9,"top_p":-1,"max_tokens":1.5,"seed":"s","stop":7}`)},
+		{modePlain, "\n\n  \n\t\r\n" + lines(`{"id":"x","prompt":`, `["a"]`, `"str"`, `{"id":"k","prompt":"a","prompt":"b"}`, `{"a":1}garbage`)},
+		{modePlain, "\ufeff" + strings.ReplaceAll(lines(`{"id":"crlf","prompt":"p"}`, `{"id":"crlf2","prompt":"q"}`), "\n", "\r\n")},
+		{modePlain, "{\"id\":\"u\",\"prompt\":\"a\xffb\"}\n" + `{"id":"esc","prompt":"\ud800 \u0000 \"q\" \\"}` + "\n"},
+		{modePlain, `{"id":"no newline at the end","prompt":"p"}`},
+		// Found by the fuzzer: a line one byte over the limit whose ending
+		// would have fit (the limit counted the line ending).
+		{modeLimit, "{\"00\":\"000000000000000000000000000\",\"prompt\":\"0\"}"},
+		{modeLimit, "{\"00\":\"000000000000000000000000000\",\"prompt\":\"0\"}\n"},
+		{modePlain, ""},
+		{modePlain, " \n\v\f\n"},
+		{modeLimit, lines(`{"id":"s","prompt":"short"}`, `{"id":"l","prompt":"`+strings.Repeat("x", 100)+`"}`, "   "+strings.Repeat(" ", 60))},
+		// Lines of exactly the limit and three bytes over, with each line
+		// ending: the fuzzer explores the bytes in between.
+		{modeLimit, lines(`{"prompt":"`+strings.Repeat("a", fuzzMaxItemBytes-13)+`"}`, `{"prompt":"`+strings.Repeat("b", fuzzMaxItemBytes-10)+`"}`)},
+		{modeLimit, "\r\n" + `{"prompt":"` + strings.Repeat("a", fuzzMaxItemBytes-13) + `"}` + "\r\n" + `{"prompt":"` + strings.Repeat("b", fuzzMaxItemBytes-10) + `"}` + "\r\n"},
+		{modeLimit, `{"prompt":"` + strings.Repeat("c", fuzzMaxItemBytes-13) + `"}`},
+		{modeLimit, `{"prompt":"` + strings.Repeat("d", fuzzMaxItemBytes-10) + `"}`},
+		{modeSystem, lines(`{"id":"p","prompt":"hi"}`, `{"id":"own","messages":[{"role":"system","content":"mine"},{"role":"user","content":"hi"}]}`)},
+		{modeTemplate, lines(`{"q":"a"}`, `{"q":" "}`, `{"id":"t","q":{"x":[1,2]}}`, `{"id":"m","q":"a","messages":[{"role":"user","content":"c"}]}`, `{"prompt":"no q"}`)},
+		{modeJSON, lines(`{"id":"j","prompt":"p","response_format":{"type":"text"}}`, `{"id":"j2","prompt":"p","response_format":"json"}`)},
+	} {
+		f.Add([]byte(s.in), s.mode)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, mode uint8) {
+		opts := fuzzOptions[int(mode)%len(fuzzOptions)]
+		opts.Format = input.FormatJSONL
+		res := checkRead(t, data, opts)
+
+		nonBlank := nonBlankLines(data)
+		switch {
+		case len(nonBlank) == 0 && !errors.Is(res.err, input.ErrEmpty):
+			t.Errorf("read of blank lines only ended with %v, want ErrEmpty", res.err)
+		case len(nonBlank) > 0 && res.err != nil:
+			t.Errorf("read of %d non-blank lines ended with %v, want io.EOF", len(nonBlank), res.err)
+		}
+		if res.stats.Lines != len(nonBlank) {
+			t.Errorf("Stats.Lines = %d, want the %d non-blank lines %v", res.stats.Lines, len(nonBlank), nonBlank)
+		}
+		// Every outcome is on a non-blank line; with the counts checked by
+		// readFrom, that makes each non-blank line exactly one outcome.
+		for _, l := range outcomeLines(res) {
+			if _, ok := slices.BinarySearch(nonBlank, l); !ok {
+				t.Errorf("outcome on line %d, which is not one of the non-blank lines %v", l, nonBlank)
+			}
+		}
+		// Fields() is the union of the accepted items' fields (checkItem
+		// checked that each field is in it).
+		union := map[string]bool{}
+		for _, rec := range res.recs {
+			for k := range rec.Item.Fields {
+				union[k] = true
+			}
+		}
+		if len(union) != len(res.fields) {
+			t.Errorf("Fields() = %v, want the %d fields of the accepted items", res.fields, len(union))
+		}
+		if opts.MaxItemBytes > 0 {
+			for _, rec := range res.recs {
+				if n := len(lineOf(data, rec.Line)); n > opts.MaxItemBytes {
+					t.Errorf("line %d is %d bytes, over --max-item-bytes %d, and was accepted: %q", rec.Line, n, opts.MaxItemBytes, lineOf(data, rec.Line))
+				}
+			}
+		}
+	})
+}
+
+func FuzzCSV(f *testing.F) {
+	for _, s := range []struct {
+		mode uint8
+		in   string
+	}{
+		{modePlain, lines("id,prompt", "a,one", ",no id", " ,blank id", "a,one", "a,changed")},
+		{modePlain, "\ufeff" + lines(" id , prompt ,max_tokens,temperature,stop,seed,response_format,metadata,note",
+			`a,"hello, ""world""",10,0.7,"[""x"",""y""]",3,json_object,"{""k"": 1}",n1`,
+			`b,plain,,,END,,,just text,`,
+			`c,p,ten,9,"[1]",1.5,xml,,`)},
+		{modePlain, lines("id,messages", `m,"[{""role"":""user"",""content"":""hi""}]"`, "x,hello", `e,"[]"`)},
+		{modePlain, lines("id,prompt", "g1,one", "x,a,b", `y,say "hi"`, `z,"multi`, `line"`, "g2,two")},
+		{modePlain, lines("id,prompt", `x,"unterminated`, "more")},
+		{modePlain, "\n\n" + strings.ReplaceAll(lines("id,prompt", "a,p", "", "  ", "b,q"), "\n", "\r\n")},
+		{modePlain, lines("id,prompt", "x,a\xfe", "y,\xff")},
+		{modePlain, "id,prompt\nno,newline"},
+		{modePlain, lines("id,text", "1,a")},
+		{modePlain, lines("id,prompt, id ", "1,a,b")},
+		{modePlain, lines("id,prompt,", "1,a,")},
+		{modePlain, lines(`id,"prompt`, "1,a")},
+		{modePlain, "id,prompt\n"},
+		{modePlain, ""},
+		{modePlain, "\xff,prompt\n1,a\n"},
+		{modeLimit, lines("id,prompt", "s,short", "l,"+strings.Repeat("x", 60), `q,"`+strings.Repeat(`""`, 30)+`"`)},
+		{modeSystem, lines("id,prompt", "p,hi")},
+		{modeTemplate, lines("id,q", "a,one", "b, ", "c,")},
+		{modeTemplate, lines("id,prompt", "a,one")},
+		{modeJSON, lines("id,prompt,response_format", "a,p,text", "b,p,")},
+	} {
+		f.Add([]byte(s.in), s.mode)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, mode uint8) {
+		opts := fuzzOptions[int(mode)%len(fuzzOptions)]
+		opts.Format = input.FormatCSV
+		res := checkRead(t, data, opts)
+
+		nonBlank := nonBlankLines(data)
+		var fe *input.FileError
+		switch {
+		case res.err == nil:
+		case errors.Is(res.err, input.ErrEmpty):
+			if res.stats != (input.Stats{}) {
+				t.Errorf("ErrEmpty with stats %+v", res.stats)
+			}
+		case errors.As(res.err, &fe):
+			if len(nonBlank) == 0 || fe.Line < nonBlank[0] || fe.Line > lineCount(data) {
+				t.Errorf("FileError on line %d; the header starts on line %v of %d", fe.Line, nonBlank[:min(1, len(nonBlank))], lineCount(data))
+			}
+			if !strings.HasPrefix(fe.Error(), "line "+strconv.Itoa(fe.Line)+": ") || fe.Msg == "" {
+				t.Errorf("FileError %q does not name its line %d", fe.Error(), fe.Line)
+			}
+			if res.stats != (input.Stats{}) {
+				t.Errorf("FileError %v after stats %+v: the header is read before any record", fe, res.stats)
+			}
+		default:
+			t.Fatalf("read ended with %v; want io.EOF, ErrEmpty or a *FileError", res.err)
+		}
+		if res.err == nil && res.stats.Lines == 0 {
+			t.Errorf("io.EOF after no record; want ErrEmpty")
+		}
+		// Records start after the header, which starts on the first
+		// non-blank line.
+		for _, l := range outcomeLines(res) {
+			if l <= nonBlank[0] {
+				t.Errorf("outcome on line %d, not after the header on line %d", l, nonBlank[0])
+			}
+		}
+		// Every item has exactly the header's fields, and Fields() is the
+		// header (checkItem checked that each field is in it).
+		for _, rec := range res.recs {
+			if len(rec.Item.Fields) != len(res.fields) {
+				t.Errorf("line %d: fields %v, want the header's %v", rec.Line, rec.Item.Fields, res.fields)
+			}
+		}
+		if opts.MaxItemBytes > 0 {
+			for _, rec := range res.recs {
+				n := 0
+				for _, v := range rec.Item.Fields {
+					n += len(v)
+				}
+				if n > opts.MaxItemBytes {
+					t.Errorf("record on line %d holds %d bytes, over --max-item-bytes %d, and was accepted", rec.Line, n, opts.MaxItemBytes)
+				}
+			}
+		}
+	})
+}
+
+// checkRead reads data twice, once in one Read and once a byte per Read,
+// checks that both reads agree, and checks the invariants common to both
+// formats. It returns the first read.
+func checkRead(t *testing.T, data []byte, opts input.Options) result {
+	t.Helper()
+	res := readFrom(t, bytes.NewReader(data), "-", opts)
+	again := readFrom(t, iotest.OneByteReader(bytes.NewReader(data)), "-", opts)
+	if !reflect.DeepEqual(res.recs, again.recs) || !slices.Equal(res.rej, again.rej) || res.stats != again.stats ||
+		!slices.Equal(res.fields, again.fields) || errText(res.err) != errText(again.err) {
+		t.Fatalf("two reads of the same input differ:\n%+v\n%+v", res, again)
+	}
+
+	n := lineCount(data)
+	seen := map[int]bool{}
+	for _, l := range outcomeLines(res) {
+		if l < 1 || l > n {
+			t.Errorf("outcome on line %d of an input of %d lines", l, n)
+		}
+		if seen[l] {
+			t.Errorf("line %d has two outcomes", l)
+		}
+		seen[l] = true
+	}
+	for i := 1; i < len(res.recs); i++ {
+		if res.recs[i].Line <= res.recs[i-1].Line {
+			t.Errorf("record lines out of order: %d after %d", res.recs[i].Line, res.recs[i-1].Line)
+		}
+	}
+	for i := 1; i < len(res.rej); i++ {
+		if res.rej[i].Line <= res.rej[i-1].Line {
+			t.Errorf("rejection lines out of order: %d after %d", res.rej[i].Line, res.rej[i-1].Line)
+		}
+	}
+
+	recLine := map[int]bool{}
+	ids := map[string]int{}
+	fields := map[string]bool{}
+	for _, f := range res.fields {
+		fields[f] = true
+	}
+	for _, rec := range res.recs {
+		recLine[rec.Line] = true
+		checkItem(t, rec, opts, fields)
+		if prev, ok := ids[rec.Item.ID]; ok {
+			t.Errorf("id %q accepted on lines %d and %d", rec.Item.ID, prev, rec.Line)
+		}
+		ids[rec.Item.ID] = rec.Line
+	}
+	for _, rej := range res.rej {
+		if rej.Error == "" || !utf8.ValidString(rej.Error) {
+			t.Errorf("rejection of line %d has message %q: want non-empty valid UTF-8", rej.Line, rej.Error)
+		}
+		// A reused id names the line of the accepted item that first used it.
+		if m := reusedID.FindStringSubmatch(rej.Error); m != nil {
+			first, _ := strconv.Atoi(m[1])
+			if first >= rej.Line || !recLine[first] {
+				t.Errorf("line %d: %q names line %d, which is not an earlier accepted line", rej.Line, rej.Error, first)
+			}
+		}
+	}
+	return res
+}
+
+var reusedID = regexp.MustCompile(`^id ".*" already used on line (\d+) with different content$`)
+
+var roles = []string{"system", "user", "assistant", "tool", "developer"}
+
+// checkItem checks one accepted item against opts and the reader's Fields.
+func checkItem(t *testing.T, rec input.Record, opts input.Options, fields map[string]bool) {
+	t.Helper()
+	it := rec.Item
+	if it.ID == "" {
+		t.Errorf("line %d: accepted with an empty id", rec.Line)
+	}
+	if given := it.Fields["id"]; strings.TrimSpace(given) != "" {
+		if it.ID != given {
+			t.Errorf("line %d: id %q, want the input's %q verbatim", rec.Line, it.ID, given)
+		}
+	} else if want := withID(it, "").DerivedID(); it.ID != want {
+		t.Errorf("line %d: item without an id has id %q, want its DerivedID %q", rec.Line, it.ID, want)
+	}
+	if !utf8.ValidString(string(it.Canonical())) || !utf8.ValidString(it.ID) {
+		t.Errorf("line %d: item is not valid UTF-8: %q", rec.Line, it.Canonical())
+	}
+	for k, v := range it.Fields {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			t.Errorf("line %d: field %q = %q is not valid UTF-8", rec.Line, k, v)
+		}
+		if !fields[k] {
+			t.Errorf("line %d: field %q is missing from Fields()", rec.Line, k)
+		}
+	}
+	if len(it.Messages) == 0 {
+		t.Errorf("line %d: accepted with no message", rec.Line)
+	}
+	for i, m := range it.Messages {
+		if !slices.Contains(roles, m.Role) {
+			t.Errorf("line %d: messages[%d] has role %q", rec.Line, i, m.Role)
+		}
+	}
+	if opts.Template != "" {
+		// The template renders the one user message, never a blank one.
+		if len(it.Messages) != 1 || it.Messages[0].Role != "user" || strings.TrimSpace(it.Messages[0].Content) == "" {
+			t.Errorf("line %d: with --template, messages %q; want one non-blank user message", rec.Line, it.Messages)
+		}
+	}
+	if opts.System != "" && it.Messages[0].Role != "system" {
+		t.Errorf("line %d: --system set but messages start with %q", rec.Line, it.Messages[0].Role)
+	}
+	if opts.JSONOutput && !it.WantsJSON() {
+		t.Errorf("line %d: --json-output set but response_format is %+v", rec.Line, it.ResponseFormat)
+	}
+}
+
+// outcomeLines returns the lines of the accepted and rejected items.
+func outcomeLines(res result) []int {
+	var ls []int
+	for _, r := range res.recs {
+		ls = append(ls, r.Line)
+	}
+	for _, r := range res.rej {
+		ls = append(ls, r.Line)
+	}
+	return ls
+}
+
+// lineCount is the number of lines of data, a last line without "\n"
+// included.
+func lineCount(data []byte) int {
+	n := bytes.Count(data, []byte("\n"))
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		n++
+	}
+	return n
+}
+
+// nonBlankLines returns the 1-based numbers of the lines of data that are
+// not all ASCII whitespace, a leading byte order mark ignored.
+func nonBlankLines(data []byte) []int {
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
+	var ls []int
+	for i, l := range bytes.SplitAfter(data, []byte("\n")) {
+		if len(bytes.TrimLeft(l, " \t\n\r\v\f")) > 0 {
+			ls = append(ls, i+1)
+		}
+	}
+	return ls
+}
+
+// lineOf returns line n (1-based) of data without its "\n" or "\r\n", a
+// leading byte order mark removed.
+func lineOf(data []byte, n int) []byte {
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
+	ls := bytes.SplitAfter(data, []byte("\n"))
+	if n < 1 || n > len(ls) {
+		return nil
+	}
+	return bytes.TrimSuffix(bytes.TrimSuffix(ls[n-1], []byte("\n")), []byte("\r"))
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
