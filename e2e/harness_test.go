@@ -161,7 +161,14 @@ type fleet struct {
 
 func newFleet(t testing.TB, mockArgs ...string) *fleet {
 	t.Helper()
-	f := &fleet{redis: testredis.Start(t)}
+	return newFleetOn(t, testredis.Start(t), mockArgs...)
+}
+
+// newFleetOn is newFleet on a Redis the test started itself (with
+// persistence, say).
+func newFleetOn(t testing.TB, rs *testredis.Server, mockArgs ...string) *fleet {
+	t.Helper()
+	f := &fleet{redis: rs}
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	f.mock = start(t, os.Environ(), "mockllm", append([]string{"--addr", addr}, mockArgs...)...)

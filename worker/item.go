@@ -32,8 +32,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -264,7 +267,9 @@ func (a *attempt) run(ctx context.Context) error {
 		case actFail:
 			return a.fail(ctx, a.failureOf(pe, n.reason, calls), true)
 		case actRetry:
-			if err := h.store.Release(ctx, a.job, a.id, a.token, a.failureOf(pe, n.reason, calls)); err != nil && !errors.Is(err, checkpoint.ErrClaimLost) {
+			last := a.failureOf(pe, n.reason, calls)
+			err := a.durably(bg, func(ctx context.Context) error { return h.store.Release(ctx, a.job, a.id, a.token, last) })
+			if err != nil && !errors.Is(err, checkpoint.ErrClaimLost) {
 				return err
 			}
 			a.log().Debug("attempt failed, will retry", "class", pe.Class, "attempt", calls, "delay", n.delay)
@@ -383,7 +388,11 @@ func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Com
 		Truncated: fit.truncated, TokensDropped: fit.dropped,
 		CostUSD: a.cost(comp, model), UsageEstimated: comp.UsageEstimated, FinishReason: comp.FinishReason,
 	}
-	out, err := a.h.store.Commit(ctx, a.job, a.token, r)
+	var out checkpoint.Committed
+	err := a.durably(ctx, func(ctx context.Context) (err error) {
+		out, err = a.h.store.Commit(ctx, a.job, a.token, r)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -410,7 +419,11 @@ func (a *attempt) fail(ctx context.Context, f *checkpoint.Failure, archive bool)
 	if a.unsent {
 		store = a.h.store.FailUnsent
 	}
-	ok, err := store(context.WithoutCancel(ctx), a.job, a.id, a.token, *f)
+	var ok bool
+	err := a.durably(context.WithoutCancel(ctx), func(ctx context.Context) (err error) {
+		ok, err = store(ctx, a.job, a.id, a.token, *f)
+		return err
+	})
 	switch {
 	case errors.Is(err, checkpoint.ErrClaimLost):
 		return nil
@@ -477,17 +490,56 @@ func (a *attempt) release(ctx context.Context, cause error, last *checkpoint.Fai
 		f := a.newFailure(provider.Timeout, fmt.Sprintf("%v; asynq's retry headroom for this task is used up: replay the item", cause), a.claimed.Calls, 0)
 		return a.fail(bg, f, true)
 	}
-	var err error
-	if a.unsent {
-		err = a.h.store.ReleaseUnsent(bg, a.job, a.id, a.token)
-	} else {
-		err = a.h.store.Release(bg, a.job, a.id, a.token, last)
-	}
+	err := a.durably(bg, func(ctx context.Context) error {
+		if a.unsent {
+			return a.h.store.ReleaseUnsent(ctx, a.job, a.id, a.token)
+		}
+		return a.h.store.Release(ctx, a.job, a.id, a.token, last)
+	})
 	if err != nil && !errors.Is(err, checkpoint.ErrClaimLost) {
 		return err
 	}
 	a.unsent = false
 	return &RetryError{Err: cause, Delay: wait, Wait: true}
+}
+
+// storeRetryFor bounds how long a step that ends an attempt retries while
+// Redis cannot be reached.
+const storeRetryFor = 30 * time.Second
+
+// durably runs a step that ends the attempt (commit, fail, release),
+// retrying while Redis cannot be reached (a restart, a failover): an answer
+// that was paid for is kept, and asynq, which renews the task's lease while
+// the handler runs, completes the task once Redis is back. Returning at once
+// would leave the item active until asynq recovers the task a minute or two
+// later, and call the provider again for it.
+func (a *attempt) durably(ctx context.Context, step func(context.Context) error) error {
+	deadline := a.h.now().Add(storeRetryFor)
+	wait := 100 * time.Millisecond
+	for {
+		err := step(ctx)
+		if err == nil || !unreachable(err) || !a.h.now().Before(deadline) {
+			return err
+		}
+		a.log().Warn("Redis unreachable: retrying the attempt's last step", "in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// unreachable reports an error that says Redis could not be reached or is
+// not ready yet, as opposed to an answer.
+func unreachable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		strings.Contains(err.Error(), "LOADING") || strings.Contains(err.Error(), "connection refused")
 }
 
 // noteEndpoint records, once per process and job, which breaker guards the

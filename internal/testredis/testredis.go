@@ -8,6 +8,12 @@
 // When redis-server is not installed the test fails with a message that says
 // how to get it (`make test` installs Debian's package): a test that needs
 // Redis never passes silently without it.
+//
+// A server started with persistence on (StartConfig with --appendonly yes)
+// can be crashed with Kill and started again with Restart on the same port
+// and directory, so it loads what it had persisted: clients configured with
+// its address reconnect to the same server, as they would after a crash and
+// a supervisor's restart.
 package testredis
 
 import (
@@ -30,10 +36,15 @@ import (
 
 // Server is a running redis-server.
 type Server struct {
-	Addr   string
-	URL    string
+	Addr string
+	URL  string
+	// cmd is nil between Kill and Restart.
 	cmd    *exec.Cmd
 	exited chan error
+	// How the server was started, for Restart.
+	bin, dir string
+	port     int
+	args     []string
 }
 
 // Binary returns the redis-server path, or "" when it is not installed.
@@ -115,28 +126,41 @@ func start(bin, dir string, port int, head []string, extra ...string) (*Server, 
 		"--bind", "127.0.0.1",
 		"--dir", dir,
 		"--daemonize", "no",
-		"--logfile", filepath.Join(dir, fmt.Sprintf("redis-%d.log", port)),
+		"--logfile", logPath(dir, port),
 	)
 	args = append(args, extra...)
-	cmd := exec.Command(bin, args...)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s := &Server{Addr: addr, URL: "redis://" + addr + "/0", bin: bin, dir: dir, port: port, args: args}
+	if err := s.run(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func logPath(dir string, port int) string {
+	return filepath.Join(dir, fmt.Sprintf("redis-%d.log", port))
+}
+
+// run starts the server's process and returns once it answers PING (or
+// NOAUTH); a server loading its AOF answers LOADING until it is done.
+func (s *Server) run() error {
+	cmd := exec.Command(s.bin, s.args...)
 	// A configuration error is printed before the log file is opened.
 	var output bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &output, &output
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s := &Server{Addr: addr, URL: "redis://" + addr + "/0", cmd: cmd}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-exited:
-			return nil, fmt.Errorf("redis-server on port %d exited: %v: %s%s", port, err, strings.TrimSpace(output.String()), tail(filepath.Join(dir, fmt.Sprintf("redis-%d.log", port))))
+			return fmt.Errorf("redis-server on port %d exited: %v: %s%s", s.port, err, strings.TrimSpace(output.String()), tail(logPath(s.dir, s.port)))
 		default:
 		}
-		c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+		c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		err := c.Ping(ctx).Err()
 		cancel()
@@ -144,18 +168,52 @@ func start(bin, dir string, port int, head []string, extra ...string) (*Server, 
 		if err == nil || strings.HasPrefix(err.Error(), "NOAUTH") {
 			s.cmd = cmd
 			s.exited = exited
-			return s, nil
+			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	_ = cmd.Process.Kill()
 	<-exited
-	return nil, fmt.Errorf("redis-server on port %d did not answer PING within 10s", port)
+	return fmt.Errorf("redis-server on port %d did not answer PING within 10s", s.port)
 }
 
 func (s *Server) stop() {
+	if s.cmd == nil {
+		return
+	}
 	_ = s.cmd.Process.Kill()
 	<-s.exited
+	s.cmd = nil
+}
+
+// Kill ends the server with SIGKILL, as a crash would, and waits for the
+// process to exit. Its directory stays, with whatever it had persisted
+// (AOF, RDB), for Restart. Clients see connection errors until then.
+func (s *Server) Kill() {
+	s.stop()
+}
+
+// Restart starts a killed server again with the same options, port and
+// directory, and returns once it has loaded its data and answers PING. The
+// port can be briefly held (by a client's outgoing connection, say): bind
+// errors are retried for 10s. The server is still stopped by the
+// t.Cleanup of the Start that made it.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if s.cmd != nil {
+		t.Fatalf("restart redis-server on port %d: it is running (Kill it first)", s.port)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.run()
+		if err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "in use") || time.Now().After(deadline) {
+			t.Fatalf("restart redis-server on port %d: %v", s.port, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Client returns a go-redis client for the server, closed at test end.
