@@ -284,6 +284,11 @@ func (p parts) single() (*redis.Options, error) {
 	default:
 		return nil, reasonError(fmt.Sprintf("path /%s: only a database number may follow the address", strings.Join(p.path, "/")))
 	}
+	if v := p.query.Get("db"); p.query.Has("db") {
+		if n, err := strconv.Atoi(v); err != nil || n < 0 {
+			return nil, reasonError(fmt.Sprintf("option db=%q is not a number from 0 up", v))
+		}
+	}
 	return redis.ParseURL(goRedisURL(p.scheme, p.hosts[0], p.user, path, p.query))
 }
 

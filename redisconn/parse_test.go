@@ -303,3 +303,13 @@ func TestAtSignsNeverShowAPassword(t *testing.T) {
 		}
 	}
 }
+
+// The database may not be negative, in the path or as an option.
+func TestNegativeDatabaseIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{"redis://h/-1", "redis://h?db=-1", "redis://h?db=x"} {
+		if _, err := redisconn.Parse(raw); err == nil || !strings.Contains(err.Error(), "from 0 up") {
+			t.Errorf("Parse(%q) = %v, want a database that is not a number from 0 up refused", raw, err)
+		}
+	}
+}
