@@ -159,8 +159,14 @@ func Classify(ctx context.Context, err error, ex *Exchange) *Error {
 			// The body says more than go-openai keeps (Gemini's RetryInfo,
 			// llama.cpp's token counts).
 			if full, ok := errorBody(ex.Head); ok {
-				info.retryDelay, info.perMinute = full.retryDelay, full.perMinute
+				info.retryDelay, info.perMinute, info.perDay = full.retryDelay, full.perMinute, full.perDay
 				info.promptTokens, info.contextLimit = full.promptTokens, full.contextLimit
+				if info.message == "" {
+					info.message = full.message
+				}
+			}
+			if info.message == "" {
+				info.message = bodyReason(ex.Head)
 			}
 		}
 		e.classifyResponse(info, ex)
@@ -194,6 +200,12 @@ func (e *Error) classifyResponse(info errorInfo, ex *Exchange) {
 	if msg == "" {
 		msg = info.typ
 	}
+	if msg == "" {
+		msg = info.code
+	}
+	if msg == "" && ex != nil {
+		msg = bodyReason(ex.Head)
+	}
 	class, note := classifyResponse(e.Status, info)
 	e.Class = class
 	e.Message = Scrub(note + msg)
@@ -205,7 +217,11 @@ func (e *Error) classifyResponse(info errorInfo, ex *Exchange) {
 			e.RetryAfter, hint = retryWaits(ex.Header, time.Now())
 		}
 		e.RetryAfter = min(max(e.RetryAfter, info.retryDelay), maxRetryAfter)
-		hint = max(hint, hintFromText(info.message))
+		if text := hintFromText(info.message); text > 0 {
+			// The message speaks of this request; a reset header of the
+			// whole bucket ("6m0s") may be far longer.
+			hint = text
+		}
 		e.RetryHint = min(hint, maxHint)
 	}
 	if class == ContextOverflow {

@@ -64,7 +64,7 @@ func NewClient(cfg Config) *Client {
 		oc.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	}
 	// No client-wide timeout: each attempt's context bounds the call.
-	oc.HTTPClient = &capturingDoer{c: &http.Client{Transport: tr}}
+	oc.HTTPClient = &capturingDoer{c: &http.Client{Transport: tr}, key: []byte(cfg.APIKey)}
 	return &Client{oa: openai.NewClientWithConfig(oc), baseURL: oc.BaseURL, key: cfg.APIKey}
 }
 
@@ -220,7 +220,13 @@ const maxBody = 64 << 20
 // capturingDoer records the status, headers and body head of each exchange
 // into the Exchange carried by the request's context, because go-openai
 // drops them from its errors.
-type capturingDoer struct{ c *http.Client }
+type capturingDoer struct {
+	c *http.Client
+	// key is masked in every body before anything reads it: a provider
+	// that echoes it must not put it into a reason, a result or a log,
+	// whether or not a truncation would have cut it.
+	key []byte
+}
 
 func (d *capturingDoer) Do(req *http.Request) (*http.Response, error) {
 	resp, err := d.c.Do(req)
@@ -241,6 +247,9 @@ func (d *capturingDoer) Do(req *http.Request) (*http.Response, error) {
 	ex.Header = resp.Header
 	if len(body) > maxBody {
 		return nil, errors.New("response body over 64 MiB")
+	}
+	if len(d.key) >= 6 && bytes.Contains(body, d.key) {
+		body = bytes.ReplaceAll(body, d.key, []byte("***"))
 	}
 	ex.Head = body[:min(len(body), headBytes)]
 	resp.Body = io.NopCloser(bytes.NewReader(body))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -343,4 +344,41 @@ func TestCompleteAgainstSimulator(t *testing.T) {
 			t.Errorf("error leaks the key: %v", err)
 		}
 	})
+}
+
+// A reason is never empty, and a key echoed anywhere in a body (even where
+// the reason is cut) never reaches it.
+func TestReasonsAreNeverEmptyAndNeverHoldTheKey(t *testing.T) {
+	const key = "gsk_A1b2C3d4E5f6G7h8I9j0KlMnOpQr"
+	for _, tc := range []struct {
+		status int
+		body   string
+	}{
+		{503, `{"error":{"code":503}}`},
+		{429, `{"code":429}`},
+		{500, `{"error":{"message":null}}`},
+		{401, `{"error":{"message":"` + strings.Repeat("x", 490) + ` key ` + key + ` refused"}}`},
+		{400, `{"error":{"message":"bad","code":"` + key + `"}}`},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(tc.status)
+			_, _ = w.Write([]byte(tc.body))
+		}))
+		c := provider.NewClient(provider.Config{BaseURL: srv.URL, APIKey: key})
+		_, err := c.Complete(t.Context(), userItem("hi"), "gpt-4o-mini")
+		srv.Close()
+		var pe *provider.Error
+		if !errors.As(err, &pe) {
+			t.Fatalf("%d %s: err = %v", tc.status, tc.body, err)
+		}
+		if strings.TrimSpace(pe.Message) == "" {
+			t.Errorf("%d %s: empty reason", tc.status, tc.body)
+		}
+		for _, part := range []string{key, key[:10]} {
+			if strings.Contains(pe.Error(), part) || strings.Contains(pe.Code, part) {
+				t.Errorf("%d: error %q shows the key", tc.status, pe.Error())
+			}
+		}
+	}
 }

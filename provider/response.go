@@ -20,9 +20,10 @@ type errorInfo struct {
 	message, code, typ string
 	// retryDelay is Gemini's RetryInfo.retryDelay.
 	retryDelay time.Duration
-	// perMinute says a quota named in the body is a per-minute one
-	// (Gemini's QuotaFailure quotaId ...PerMinute...).
-	perMinute bool
+	// perMinute and perDay say a quota named in the body is a per-minute
+	// one (a rate limit) or a per-day one (spent until tomorrow): Gemini's
+	// QuotaFailure quotaId ...PerMinute... or ...PerDay....
+	perMinute, perDay bool
 	// promptTokens and contextLimit are a context overflow's numbers when
 	// the body states them as fields (llama.cpp).
 	promptTokens, contextLimit int
@@ -79,9 +80,9 @@ func errorBody(b []byte) (errorInfo, bool) {
 			violations, _ := dm["violations"].([]any)
 			for _, vi := range violations {
 				vm, _ := vi.(map[string]any)
-				if strings.Contains(strings.ToLower(text(vm["quotaId"])+text(vm["quotaMetric"])), "perminute") {
-					info.perMinute = true
-				}
+				id := strings.ToLower(text(vm["quotaId"]) + text(vm["quotaMetric"]))
+				info.perMinute = info.perMinute || strings.Contains(id, "perminute")
+				info.perDay = info.perDay || strings.Contains(id, "perday")
 			}
 		}
 	case string:
@@ -100,7 +101,7 @@ func errorBody(b []byte) (errorInfo, bool) {
 		}
 	}
 	if info.message == "" {
-		info.message = text(top["detail"])
+		info.message = detail(top["detail"])
 	}
 	if info.message == "" && info.code == "" && info.typ == "" {
 		return errorInfo{}, false
@@ -126,6 +127,29 @@ func text(v any) string {
 	}
 }
 
+// detail reads FastAPI's "detail": a string, or a list of validation
+// errors whose "msg" and "loc" are kept and whose echoed "input" is not (a
+// request's own words must not decide its class).
+func detail(v any) string {
+	list, ok := v.([]any)
+	if !ok {
+		return text(v)
+	}
+	var parts []string
+	for _, e := range list {
+		m, _ := e.(map[string]any)
+		if m == nil {
+			continue
+		}
+		p := text(m["msg"])
+		if loc := text(m["loc"]); loc != "" {
+			p = loc + ": " + p
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, "; ")
+}
+
 func number(v any) int {
 	f, _ := v.(float64)
 	return int(f)
@@ -138,8 +162,8 @@ type rule struct {
 	minStatus, maxStatus int
 	// any holds the words of which one must appear; empty matches all.
 	any []string
-	// unless holds words that, when present, make the row not apply.
-	unless []string
+	// unless, when set and matching, makes the row not apply.
+	unless *regexp.Regexp
 	// match, when set, must also hold for the lowercased words.
 	match func(words string) bool
 	class Class
@@ -149,12 +173,10 @@ type rule struct {
 
 // rateWords mark a 429 as a rate limit even when its text also speaks of
 // quota or billing (OpenAI's low tiers, Gemini's per-minute free tier,
-// Together's credit_limit type).
-var rateWords = []string{
-	"rate limit", "rate_limit", "ratelimit", "per minute", "per min", "requests per", "tokens per",
-	"rpm", "tpm", "try again in", "try again later", "retry after", "retry in", "retrydelay", "slow down",
-	"too many requests",
-}
+// Fireworks' "Too Many Requests"). Whole words only: "tpm" inside an
+// account id is not a tokens-per-minute limit.
+var rateWords = regexp.MustCompile(`\brate[ _-]?limit|\b(rpm|tpm)\b|\bper min(ute)?\b|\b(requests|tokens) per (min(ute)?|sec(ond)?)\b|` +
+	`\btry again in\b|\bretry (after|in)\b|\bretrydelay\b|\bslow down\b|\btoo many requests\b`)
 
 // quotaWords say an account's money or allowance is spent: calling again
 // will not help until a person acts.
@@ -210,6 +232,9 @@ var rules = []rule{
 	// A spent quota or balance fails now; a rate limit that only mentions
 	// quota or billing does not.
 	{minStatus: 429, maxStatus: 429, any: []string{"insufficient_quota"}, class: Quota},
+	// Gemini's per-day quota is spent until tomorrow, whatever wait it
+	// names.
+	{minStatus: 429, maxStatus: 429, any: []string{"per day quota"}, class: Quota},
 	{minStatus: 429, maxStatus: 429, any: quotaWords, unless: rateWords, class: Quota},
 	{minStatus: 429, maxStatus: 429, class: RateLimited},
 	{minStatus: 402, maxStatus: 402, class: Quota},
@@ -217,6 +242,8 @@ var rules = []rule{
 	{minStatus: 400, maxStatus: 403, any: quotaWords, unless: rateWords, class: Quota},
 	{minStatus: 529, maxStatus: 529, class: Overloaded},
 	{minStatus: 500, maxStatus: 599, class: ServerError},
+	// Gemini says a key is wrong with a 400.
+	{minStatus: 400, maxStatus: 400, any: []string{"api_key_invalid", "api key not valid"}, class: Auth},
 	{minStatus: 401, maxStatus: 401, class: Auth},
 	{minStatus: 403, maxStatus: 403, class: Auth},
 	{minStatus: 404, maxStatus: 404, class: NotFound},
@@ -228,10 +255,13 @@ const overTPMNote = "the request alone is over the provider's tokens-per-minute 
 // classifyResponse applies the rules to an error response.
 func classifyResponse(status int, info errorInfo) (Class, string) {
 	words := strings.ToLower(info.code + " " + info.typ + " " + info.message)
-	if info.perMinute {
+	switch {
+	case info.perDay:
+		words += " per day quota"
+	case info.perMinute:
 		words += " per minute"
 	}
-	if info.retryDelay > 0 {
+	if info.retryDelay > 0 && !info.perDay {
 		words += " retrydelay"
 	}
 	for _, r := range rules {
@@ -241,7 +271,7 @@ func classifyResponse(status int, info errorInfo) (Class, string) {
 		if len(r.any) > 0 && !containsAny(words, r.any) {
 			continue
 		}
-		if containsAny(words, r.unless) {
+		if r.unless != nil && r.unless.MatchString(words) {
 			continue
 		}
 		if r.match != nil && !r.match(words) {

@@ -86,10 +86,27 @@ func TestClassifyResponseRules(t *testing.T) {
 		{404, errorInfo{}, NotFound},
 		{422, errorInfo{}, BadRequest},
 		{418, errorInfo{}, BadRequest},
+		// Found in review: per-day quotas, ids that contain "tpm", echoed input.
+		{429, errorInfo{message: "You exceeded your current quota. Please retry in 39.8s.", retryDelay: 39 * time.Second, perDay: true}, Quota},
+		{429, errorInfo{message: "Your account org-aXtpmQ9 is suspended, please check your plan and billing details"}, Quota},
+		{429, errorInfo{message: "You have used 1000000 tokens per month. Check billing"}, Quota},
+		{429, errorInfo{code: "rate_limit_exceeded", message: "Slow down"}, RateLimited},
+		{400, errorInfo{message: "API key not valid. Please pass a valid API key.", typ: "INVALID_ARGUMENT"}, Auth},
 	}
 	for _, tt := range tests {
 		if got, _ := classifyResponse(tt.status, tt.info); got != tt.want {
 			t.Errorf("classifyResponse(%d, %+v) = %s, want %s", tt.status, tt.info, got, tt.want)
 		}
+	}
+}
+
+func TestDetailKeepsMessagesNotEchoedInput(t *testing.T) {
+	t.Parallel()
+	info, ok := errorBody([]byte(`{"detail":[{"type":"missing","loc":["body","model"],"msg":"Field required","input":{"prompt":"check my billing and the context length"}}]}`))
+	if !ok || info.message != `["body","model"]: Field required` {
+		t.Fatalf("errorBody = %+v, %v; want the validation message without the echoed input", info, ok)
+	}
+	if c, _ := classifyResponse(422, info); c != BadRequest {
+		t.Errorf("class %s, want bad_request (the echoed input must not decide)", c)
 	}
 }

@@ -35,8 +35,13 @@ type guard struct {
 // longer waits re-schedule the task (without spending an attempt).
 const maxInlineWait = 2 * time.Second
 
-// maxHintHold bounds the fleet-wide hold a hinted wait sets.
-const maxHintHold = 10 * time.Second
+// maxHintHold bounds the fleet-wide hold a hinted wait sets, maxHold the
+// one a Retry-After sets: an item may wait an hour for its provider, the
+// whole fleet (other jobs, other models of the key) not.
+const (
+	maxHintHold = 10 * time.Second
+	maxHold     = 5 * time.Minute
+)
 
 // defaultCompletionTokens is reserved for an item without max_tokens.
 const defaultCompletionTokens = 256
@@ -229,7 +234,7 @@ func (g *guard) settle(ctx context.Context, a *attempt, p pass, comp *provider.C
 		// A 429's Retry-After holds back the whole fleet, not only us; a
 		// wait only hinted at (in its text, in reset headers) holds it
 		// briefly, never for minutes.
-		hold := pe.RetryAfter
+		hold := min(pe.RetryAfter, maxHold)
 		if hold == 0 {
 			hold = min(pe.RetryHint, maxHintHold)
 		}

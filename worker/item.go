@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/llmfleet/llmfleet/checkpoint"
 	"github.com/llmfleet/llmfleet/models"
@@ -539,7 +540,11 @@ func unreachable(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		strings.Contains(err.Error(), "LOADING") || strings.Contains(err.Error(), "connection refused")
+		errors.Is(err, redis.ErrPoolTimeout) ||
+		// A restart (LOADING) or a failover (READONLY, MASTERDOWN,
+		// TRYAGAIN, CLUSTERDOWN) in progress.
+		redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsMasterDownError(err) ||
+		redis.IsTryAgainError(err) || redis.IsClusterDownError(err)
 }
 
 // noteEndpoint records, once per process and job, which breaker guards the

@@ -90,6 +90,17 @@ func (a *attempt) shrink(it, send *tasks.Item, model string, fit *fitted, pe *pr
 	counter := tokens.ForModel(model)
 	ours := counter.Messages(send.Messages)
 	provLimit, provCount, completion := pe.ContextLimit, pe.PromptTokens, pe.CompletionTokens
+	if completion == 0 {
+		// Room for the answer, which the provider did not count: the
+		// item's max_tokens, else what the job reserves for answers.
+		completion = it.MaxTokens
+		if completion == 0 {
+			completion = a.claimed.Policy.ReserveOutput
+		}
+		if completion == 0 {
+			completion = defaultCompletionTokens
+		}
+	}
 	target := ours * 3 / 4
 	if provLimit > 0 && provCount > 0 {
 		// The provider's limit, in our tokens, with a small margin.
