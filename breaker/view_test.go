@@ -2,28 +2,18 @@ package breaker_test
 
 import (
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/llmfleet/llmfleet/breaker"
 	"github.com/llmfleet/llmfleet/checkpoint"
+	"github.com/llmfleet/llmfleet/internal/testredis"
 )
 
 // scripts returns how many scripts Redis has run so far.
 func (b *testBundle) scripts(t *testing.T) int {
 	t.Helper()
-	info, err := b.rdb.Info(b.ctx, "commandstats").Result()
-	if err != nil {
-		t.Fatalf("INFO: %v", err)
-	}
-	for line := range strings.SplitSeq(info, "\n") {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:calls="); ok {
-			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-			return n
-		}
-	}
-	return 0
+	return int(testredis.CommandStats(t, b.rdb)["evalsha"])
 }
 
 // successes sums the per-second success counts the breaker keeps.

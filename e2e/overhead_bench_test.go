@@ -157,20 +157,9 @@ func (c commandCounter) reset(tb testing.TB) {
 // read returns all commands and script runs (EVALSHA, EVAL) since reset.
 func (c commandCounter) read(tb testing.TB) (all, scripts int64) {
 	tb.Helper()
-	info, err := c.rdb.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		tb.Fatalf("info commandstats: %v", err)
-	}
-	for line := range strings.SplitSeq(info, "\n") {
-		// cmdstat_hset:calls=12,usec=...
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || !strings.HasPrefix(name, "cmdstat_") {
-			continue
-		}
-		calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
-		n, _ := strconv.ParseInt(calls, 10, 64)
+	for name, n := range testredis.CommandStats(tb, c.rdb) {
 		all += n
-		switch strings.TrimPrefix(name, "cmdstat_") {
+		switch name {
 		case "evalsha", "eval", "evalsha_ro", "eval_ro", "fcall":
 			scripts += n
 		}

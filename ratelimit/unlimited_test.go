@@ -1,11 +1,10 @@
 package ratelimit_test
 
 import (
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/llmfleet/llmfleet/internal/testredis"
 	"github.com/llmfleet/llmfleet/ratelimit"
 )
 
@@ -19,20 +18,7 @@ func TestUnlimitedHold(t *testing.T) {
 	if l1.Limited() {
 		t.Fatal("Limited() = true without limits")
 	}
-	rdb := b.rdb
-	scripts := func() int {
-		info, err := rdb.Info(b.ctx, "commandstats").Result()
-		if err != nil {
-			t.Fatalf("INFO: %v", err)
-		}
-		for line := range strings.SplitSeq(info, "\n") {
-			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:calls="); ok {
-				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-				return n
-			}
-		}
-		return 0
-	}
+	scripts := func() int { return int(testredis.CommandStats(t, b.rdb)["evalsha"]) }
 
 	before, start := scripts(), time.Now()
 	for range 1000 {

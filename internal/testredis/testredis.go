@@ -249,3 +249,26 @@ func tail(path string) string {
 	}
 	return strings.Join(lines, " | ")
 }
+
+// CommandStats returns how many times Redis ran each command since its
+// stats were last reset (INFO commandstats; commands run inside Lua scripts
+// included, as Redis counts them), by lowercase name: "evalsha", "hset".
+func CommandStats(t testing.TB, rdb *redis.Client) map[string]int64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatalf("INFO commandstats: %v", err)
+	}
+	out := map[string]int64{}
+	for line := range strings.SplitSeq(info, "\n") {
+		// cmdstat_hset:calls=12,usec=...
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
+		n, _ := strconv.ParseInt(calls, 10, 64)
+		out[strings.TrimPrefix(name, "cmdstat_")] = n
+	}
+	return out
+}
