@@ -313,3 +313,12 @@ func TestNegativeDatabaseIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A password that looks like an option ("&password=") is still the user
+// info's: Redact masks all of it.
+func TestRedactMasksOptionLikePasswords(t *testing.T) {
+	t.Parallel()
+	if got := redisconn.Redact("redis://:abc&password=s3cr@host:6379/0"); got != "redis://:xxxxx@host:6379/0" {
+		t.Errorf("Redact = %q, want the whole password masked", got)
+	}
+}

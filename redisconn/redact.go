@@ -20,16 +20,18 @@ var passwordOptionRE = regexp.MustCompile(`(?i)([?&][^=&?#]*password[^=&]*=)[^&]
 // never shows its password: everything between "://" and the last "@" but
 // the user name counts as user info.
 func Redact(rawURL string) string {
-	// Password options first, wherever they are: an "@" in the query (a
-	// client name, or the password itself) must not move the user info's
-	// end past them.
-	rawURL = passwordOptionRE.ReplaceAllString(rawURL, "${1}"+mask)
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
 		if strings.Contains(rawURL, "@") {
 			return "(not a URL)"
 		}
-		return rawURL
+		return passwordOptionRE.ReplaceAllString(rawURL, "${1}"+mask)
+	}
+	// Password options first, from the first "?" on: an "@" in the query,
+	// a client name's or the password's own, must not move the user info's
+	// end past them, and user info without a "?" is not read as options.
+	if q := strings.IndexByte(rest, '?'); q >= 0 {
+		rest = rest[:q] + passwordOptionRE.ReplaceAllString(rest[q:], "${1}"+mask)
 	}
 	var b strings.Builder
 	b.WriteString(scheme)
