@@ -155,24 +155,11 @@ func benchBareAsynq(b *testing.B, servers, n int) throughput {
 
 	client := asynq.NewClientFromRedisClient(newClient())
 	t0 := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for g := range 16 {
-		wg.Go(func() {
-			for i := g; i < n; i += 16 {
-				if _, err := client.Enqueue(asynq.NewTask("bench:noop", nil)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	benchEnqueue(b, n, func(int) error {
+		_, err := client.Enqueue(asynq.NewTask("bench:noop", nil))
+		return err
+	})
 	enqueue := time.Since(t0)
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatalf("enqueue: %v", err)
-	}
 
 	var handled atomic.Int64
 	done := make(chan struct{})
@@ -223,7 +210,9 @@ func benchNeedRedis(b *testing.B) {
 // benchFleet is a redis-server, the simulator (no latency, no faults) and
 // the environment that points the binaries at them.
 type benchFleet struct {
-	env []string
+	env   []string
+	redis *testredis.Server
+	sim   string // the simulator's base URL, .../v1
 }
 
 func newBenchFleet(tb testing.TB) *benchFleet {
@@ -240,7 +229,7 @@ func newBenchFleet(tb testing.TB) *benchFleet {
 			env = append(env, kv)
 		}
 	}
-	return &benchFleet{env: env}
+	return &benchFleet{env: env, redis: rs, sim: "http://" + addr + "/v1"}
 }
 
 func (f *benchFleet) worker(tb testing.TB) {

@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,20 +52,9 @@ const (
 // EVAL alone, the scripted round trips.
 func BenchmarkPerItemOverhead(b *testing.B) {
 	benchNeedRedis(b)
-	rs := testredis.Start(b)
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(b))
-	benchStart(b, os.Environ(), "mockllm", "--addr", addr)
-	waitHTTP(b, "http://"+addr+"/v1/models")
-	sim := "http://" + addr + "/v1"
-	env := []string{"REDIS_URL=" + rs.URL, "OPENAI_BASE_URL=" + sim}
-	for _, kv := range os.Environ() {
-		switch k, _, _ := strings.Cut(kv, "="); k {
-		case "REDIS_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL":
-		default:
-			env = append(env, kv)
-		}
-	}
-	rdb := rs.Client(b)
+	f := newBenchFleet(b)
+	env, sim := f.env, f.sim
+	rdb := f.redis.Client(b)
 	path := filepath.Join(b.TempDir(), "items.jsonl")
 	benchWriteItems(b, path, overheadItems, overheadPrompt)
 

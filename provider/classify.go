@@ -173,8 +173,7 @@ func Classify(ctx context.Context, err error, ex *Exchange) *Error {
 	case ex != nil && ex.Status >= 300 && ex.Status < 400:
 		// A redirect the client did not follow (300, 304, ...): an
 		// upstream answering wrongly, not a failed connection.
-		e.Class = UpstreamInvalid
-		e.Message = Scrub(fmt.Sprintf("HTTP %d, not a chat completion (a redirect or proxy answer; check the base URL): %s", ex.Status, bodyReason(ex.Head)))
+		e.Class, e.Message = UpstreamInvalid, redirectReason(ex)
 	case ex != nil && ex.Status >= 200 && ex.Status < 300:
 		// go-openai could not decode a 2xx body: HTML from a proxy, or
 		// truncated JSON.
@@ -227,6 +226,12 @@ func (e *Error) classifyResponse(info errorInfo, ex *Exchange) {
 	if class == ContextOverflow {
 		e.PromptTokens, e.CompletionTokens, e.ContextLimit = overflowNumbers(info.message, info)
 	}
+}
+
+// redirectReason is the reason of a 3xx answer: go-openai followed no
+// redirect, so it is neither an answer nor a failed connection.
+func redirectReason(ex *Exchange) string {
+	return Scrub(fmt.Sprintf("HTTP %d, not a chat completion (a redirect or proxy answer; check the base URL): %s", ex.Status, bodyReason(ex.Head)))
 }
 
 func codeString(c any) string {

@@ -93,8 +93,7 @@ func (c *Client) Complete(ctx context.Context, it *tasks.Item, model string) (*C
 	if err == nil && ex.Status >= 300 && ex.Status < 400 {
 		// go-openai takes any status below 400 for success; a redirect it
 		// did not follow is not an answer, whatever its body.
-		return nil, c.mask(&Error{Class: UpstreamInvalid, Status: ex.Status,
-			Message: Scrub(fmt.Sprintf("HTTP %d, not a chat completion (a redirect or proxy answer; check the base URL): %s", ex.Status, bodyReason(ex.Head)))})
+		return nil, c.mask(&Error{Class: UpstreamInvalid, Status: ex.Status, Message: redirectReason(ex)})
 	}
 	if err != nil {
 		exp := ex

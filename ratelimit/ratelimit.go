@@ -197,9 +197,7 @@ func (l *Limiter) Hold(ctx context.Context, d time.Duration) error {
 	}
 	// This worker holds back at once; the others within HoldRefresh.
 	l.mu.Lock()
-	if till := time.Now().Add(d); till.After(l.holdTill) {
-		l.holdTill = till
-	}
+	l.extendHold(time.Now().Add(d))
 	l.mu.Unlock()
 	return nil
 }
@@ -230,7 +228,13 @@ func (l *Limiter) heldFor(at time.Time, d time.Duration) {
 	l.holdRead = at
 	// Never shorter than a hold this worker set itself since: the read may
 	// have been answered before that hold landed.
-	if till := at.Add(d); till.After(l.holdTill) {
+	l.extendHold(at.Add(d))
+}
+
+// extendHold moves the local hold to till unless it already lasts longer.
+// l.mu is held.
+func (l *Limiter) extendHold(till time.Time) {
+	if till.After(l.holdTill) {
 		l.holdTill = till
 	}
 }

@@ -134,7 +134,7 @@ func (g *guard) admit(ctx context.Context, a *attempt, it *tasks.Item, prompt in
 	p := pass{breaker: g.breakerFor(model)}
 	a.noteEndpoint(ctx, p)
 	switch {
-	case g.limiter != nil && !g.limiter.Limited():
+	case g.limiter != nil && !g.limited():
 		// No RPM/TPM limit: only the fleet-wide hold a 429 set, which the
 		// limiter reads at most every ratelimit.HoldRefresh.
 		_, wait, err := g.limiter.Reserve(ctx, 0)

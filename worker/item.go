@@ -258,7 +258,7 @@ func (a *attempt) run(ctx context.Context) error {
 		switch n.action {
 		case actCommit:
 			h.metrics.calls.WithLabelValues("ok").Inc()
-			return a.commit(bg, &it, comp, calls, &fit)
+			return a.commit(bg, &it, comp, calls, &fit, model)
 		case actRelease:
 			// The worker is shutting down (or asynq gave up on the task):
 			// asynq requeues the task; the item goes back without a verdict.
@@ -378,11 +378,7 @@ func (a *attempt) failureOf(pe *provider.Error, reason string, calls int) *check
 	return a.newFailure(pe.Class, reason, calls, pe.Status)
 }
 
-func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Completion, calls int, fit *fitted) error {
-	model := it.Model
-	if model == "" {
-		model = a.claimed.Policy.Model
-	}
+func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Completion, calls int, fit *fitted, model string) error {
 	r := checkpoint.Result{
 		ID: a.id, Output: comp.Content, Model: comp.Model, Attempts: calls,
 		TokensIn: comp.TokensIn, TokensOut: comp.TokensOut, FinishedAt: a.h.now().UTC(), Metadata: it.Metadata,
