@@ -37,8 +37,12 @@ type Result struct {
 	// counted by the worker.
 	UsageEstimated bool `json:"usage_estimated,omitempty"`
 	// FinishReason is the provider's: stop, length, ...
-	FinishReason string    `json:"finish_reason,omitempty"`
-	FinishedAt   time.Time `json:"finished_at"`
+	FinishReason string `json:"finish_reason,omitempty"`
+	// Steps and ToolCalls are an agent item's model calls that were
+	// answered and its tool calls.
+	Steps      int       `json:"steps,omitempty"`
+	ToolCalls  int       `json:"tool_calls,omitempty"`
+	FinishedAt time.Time `json:"finished_at"`
 	// Metadata is the item's metadata, null when it had none.
 	Metadata json.RawMessage `json:"metadata"`
 }
@@ -306,7 +310,23 @@ func (s *Store) Commit(ctx context.Context, name, token string, r Result) (Commi
 	if err != nil {
 		return "", fmt.Errorf("commit item %q of job %q: %w", r.ID, name, err)
 	}
-	out, err := s.batch.commits.do(ctx, name, commitReq{r: r, line: b})
+	return s.commitOne(ctx, name, commitReq{r: r, line: b, in: r.TokensIn, out: r.TokensOut, cost: r.CostUSD})
+}
+
+// CommitRun is Commit for an agent item, whose usage its steps already
+// added to the job's spend (AppendStep): the result counts for the job's
+// done items and no usage is added twice.
+func (s *Store) CommitRun(ctx context.Context, name, token string, r Result) (Committed, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return "", fmt.Errorf("commit item %q of job %q: %w", r.ID, name, err)
+	}
+	return s.commitOne(ctx, name, commitReq{r: r, line: b})
+}
+
+func (s *Store) commitOne(ctx context.Context, name string, q commitReq) (Committed, error) {
+	r := q.r
+	out, err := s.batch.commits.do(ctx, name, q)
 	if err != nil {
 		return "", err
 	}
@@ -316,17 +336,20 @@ func (s *Store) Commit(ctx context.Context, name, token string, r Result) (Commi
 	return out, nil
 }
 
-// commitReq is one result to commit, with its export line.
+// commitReq is one result to commit, with its export line and the usage
+// it adds to the job's spend.
 type commitReq struct {
-	r    Result
-	line []byte
+	r       Result
+	line    []byte
+	in, out int
+	cost    float64
 }
 
 func (s *Store) commit(ctx context.Context, name string, reqs []commitReq) ([]Committed, error) {
 	args := make([]any, 0, 1+6*len(reqs))
 	args = append(args, ms(s.now()))
 	for _, q := range reqs {
-		args = append(args, q.r.ID, q.line, q.r.TokensIn, q.r.TokensOut, q.r.Model, int64(q.r.CostUSD*1e6+0.5))
+		args = append(args, q.r.ID, q.line, q.in, q.out, q.r.Model, int64(q.cost*1e6+0.5))
 	}
 	errf := func(err error) error {
 		if len(reqs) == 1 {

@@ -10,7 +10,7 @@ const jobsKey = "llmfleet:jobs"
 // keys returns the job's keys in the order the Lua scripts expect.
 func keys(job string) []string {
 	p := "llmfleet:{" + job + "}:"
-	return []string{p + "job", p + "input", p + "status", p + "order", p + "calls", p + "claim", p + "result", p + "failure", p + "lasterr"}
+	return []string{p + "job", p + "input", p + "status", p + "order", p + "calls", p + "claim", p + "result", p + "failure", p + "lasterr", p + "steps"}
 }
 
 const (
@@ -23,6 +23,9 @@ const (
 	kResult
 	kFailure
 	kLastErr
+	// kSteps holds agent items' committed steps: field "c:ID" is item ID's
+	// step count, "N:ID" its step N (1-based) as JSON.
+	kSteps
 )
 
 func ms(t time.Time) int64 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/llmfleet/llmfleet/agent"
 	"github.com/llmfleet/llmfleet/models"
 )
 
@@ -36,6 +37,41 @@ type Policy struct {
 	// reaching one pauses the job.
 	BudgetUSD    float64 `json:"budget_usd,omitempty"`
 	BudgetTokens int64   `json:"budget_tokens,omitempty"`
+
+	// Tools make every item an agent run (run --tools FILE): the model may
+	// call them, and the worker runs them and sends their results back.
+	Tools []agent.Tool `json:"tools,omitempty"`
+	// MaxSteps bounds an agent item's model calls (--max-steps; 0 means
+	// DefaultMaxSteps).
+	MaxSteps int `json:"max_steps,omitempty"`
+	// MaxTranscriptBytes bounds an agent item's transcript
+	// (--max-transcript-bytes; 0 means DefaultMaxTranscriptBytes).
+	MaxTranscriptBytes int `json:"max_transcript_bytes,omitempty"`
+}
+
+// Agent limits' defaults.
+const (
+	DefaultMaxSteps           = 10
+	DefaultMaxTranscriptBytes = 1 << 20
+)
+
+// Agent reports whether the job's items are agent runs.
+func (p Policy) Agent() bool { return len(p.Tools) > 0 }
+
+// StepLimit is MaxSteps or its default.
+func (p Policy) StepLimit() int {
+	if p.MaxSteps > 0 {
+		return p.MaxSteps
+	}
+	return DefaultMaxSteps
+}
+
+// TranscriptLimit is MaxTranscriptBytes or its default.
+func (p Policy) TranscriptLimit() int {
+	if p.MaxTranscriptBytes > 0 {
+		return p.MaxTranscriptBytes
+	}
+	return DefaultMaxTranscriptBytes
 }
 
 // Overflow is what a worker does with a prompt over the model's context
@@ -90,6 +126,10 @@ func (p Policy) Validate() error {
 		return bad("--budget-usd", "must not be negative, got %g", p.BudgetUSD)
 	case p.BudgetTokens < 0:
 		return bad("--budget-tokens", "must not be negative, got %d", p.BudgetTokens)
+	case p.MaxSteps < 0:
+		return bad("--max-steps", "must be at least 1, got %d", p.MaxSteps)
+	case p.MaxTranscriptBytes < 0 || (p.MaxTranscriptBytes > 0 && p.MaxTranscriptBytes < 1024):
+		return bad("--max-transcript-bytes", "must be at least 1024, got %d", p.MaxTranscriptBytes)
 	}
 	return nil
 }

@@ -4,7 +4,7 @@ import "github.com/redis/go-redis/v9"
 
 // Every script receives the job's keys in the order of keys(): KEYS[1] job,
 // 2 input, 3 status, 4 order, 5 calls, 6 claim, 7 result, 8 failure,
-// 9 lasterr. Times are Unix milliseconds passed by the caller, so the
+// 9 lasterr, 10 steps. Times are Unix milliseconds passed by the caller, so the
 // scripts stay deterministic and testable with an injected clock.
 
 // luaCommon holds helpers shared by the scripts that end or reopen a job.
@@ -112,7 +112,7 @@ return out
 // deadline, or the item's budget (max_attempts) is spent, the call is
 // counted and call is its number; otherwise refused says why ('ended' or
 // 'spent'). Each item's transition is applied whole, in order.
-var claimScript = redis.NewScript(luaCommon + luaReplay + `
+var claimScript = redis.NewScript(luaCommon + luaSteps + luaReplay + `
 local now, mode, start = ARGV[1], ARGV[2], ARGV[3] == '1'
 local j = redis.call('HMGET', KEYS[1], 'policy', 'state', 'tokens_in', 'tokens_out', 'cost_micros',
   'started_at', 'deadline', 'max_attempts')
@@ -352,10 +352,21 @@ end
 return added
 `)
 
+// luaSteps removes an agent item's steps: a replay or an edit starts its run
+// over from the first step.
+const luaSteps = `
+local function clear_steps(id)
+  local n = tonumber(redis.call('HGET', KEYS[10], 'c:' .. id) or '0')
+  for i = 1, n do redis.call('HDEL', KEYS[10], i .. ':' .. id) end
+  redis.call('HDEL', KEYS[10], 'c:' .. id)
+end
+`
+
 // luaReplay turns one failed item back into a pending one with a fresh
-// attempt budget and reopens the job. It needs luaCommon.
+// attempt budget and reopens the job. It needs luaCommon and luaSteps.
 const luaReplay = `
 local function replay(id)
+  clear_steps(id)
   redis.call('HSET', KEYS[3], id, 'pending')
   redis.call('HINCRBY', KEYS[1], 'failed', -1)
   redis.call('HDEL', KEYS[5], id)
@@ -370,7 +381,7 @@ end
 
 // replayScript: ARGV now, ids... Returns per id "replayed:archived",
 // "replayed:", "not_failed:STATUS" or "unknown".
-var replayScript = redis.NewScript(luaCommon + luaReplay + `
+var replayScript = redis.NewScript(luaCommon + luaSteps + luaReplay + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local out = {}
 for i = 2, #ARGV do
@@ -393,11 +404,14 @@ return out
 
 // replaceInputScript: ARGV id, canonical. Returns the item's status, or
 // missing / unknown.
-var replaceInputScript = redis.NewScript(`
+var replaceInputScript = redis.NewScript(luaSteps + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 local st = redis.call('HGET', KEYS[3], ARGV[1])
 if not st then return 'unknown' end
-if st == 'failed' or st == 'pending' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+if st == 'failed' or st == 'pending' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  clear_steps(ARGV[1])
+end
 return st
 `)
 
@@ -457,5 +471,54 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 if redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then return 'finished' end
 redis.call('HSET', KEYS[1], 'state', 'cancelled')
 redis.call('HDEL', KEYS[1], 'paused_reason')
+return 'ok'
+`)
+
+// appendStepScript commits one step of an agent item: ARGV id, token, n,
+// step, tokens_in, tokens_out, model, cost_micros, kind ('model' or
+// 'tool'), tool runs. Only the attempt holding the item may write, and
+// only step n = count + 1: a step already there is left as it is
+// ('exists'), so a step retried after a lost reply is written once. A
+// model step's usage counts for the job at once (budgets see it) and ends
+// the step's attempt budget: the next model call starts from 0.
+var appendStepScript = redis.NewScript(`
+local id = ARGV[1]
+if redis.call('HGET', KEYS[3], id) ~= 'active' or redis.call('HGET', KEYS[6], id) ~= ARGV[2] then return 'lost' end
+local have = tonumber(redis.call('HGET', KEYS[10], 'c:' .. id) or '0')
+local n = tonumber(ARGV[3])
+if n <= have then return 'exists' end
+if n ~= have + 1 then return 'gap' end
+redis.call('HSET', KEYS[10], n .. ':' .. id, ARGV[4], 'c:' .. id, n)
+if ARGV[9] == 'model' then
+  redis.call('HDEL', KEYS[5], id)
+  redis.call('HDEL', KEYS[9], id)
+  redis.call('HINCRBY', KEYS[1], 'model_steps', 1)
+  redis.call('HINCRBY', KEYS[1], 'tokens_in', ARGV[5])
+  redis.call('HINCRBY', KEYS[1], 'tokens_out', ARGV[6])
+  redis.call('HINCRBY', KEYS[1], 'cost_micros', ARGV[8])
+  local m = 'model:' .. ARGV[7] .. ':'
+  redis.call('HINCRBY', KEYS[1], m .. 'in', ARGV[5])
+  redis.call('HINCRBY', KEYS[1], m .. 'out', ARGV[6])
+  redis.call('HINCRBY', KEYS[1], m .. 'cost', ARGV[8])
+else
+  redis.call('HINCRBY', KEYS[1], 'tool_runs', ARGV[10])
+end
+return 'ok'
+`)
+
+// stepsScript: ARGV id. Returns the item's steps in order.
+var stepsScript = redis.NewScript(`
+local n = tonumber(redis.call('HGET', KEYS[10], 'c:' .. ARGV[1]) or '0')
+local out = {}
+for i = 1, n do out[i] = redis.call('HGET', KEYS[10], i .. ':' .. ARGV[1]) or '' end
+return out
+`)
+
+// unsendScript: ARGV id, token. Gives back the call Begin counted for an
+// attempt that goes on without it (an agent item resuming at a tool run or
+// at its finished answer), keeping the claim.
+var unsendScript = redis.NewScript(luaUnsent + `
+if redis.call('HGET', KEYS[6], ARGV[1]) ~= ARGV[2] then return 'lost' end
+unsent(ARGV[1])
 return 'ok'
 `)

@@ -28,6 +28,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/llmfleet/llmfleet/agent"
 	"github.com/llmfleet/llmfleet/breaker"
 	"github.com/llmfleet/llmfleet/checkpoint"
 	"github.com/llmfleet/llmfleet/jobs"
@@ -67,7 +68,9 @@ type Outcome struct {
 	Status      jobs.Status
 	ResultsFile string
 	FailedFile  string
-	Interrupted bool
+	// TranscriptsFile is NAME.transcripts.jsonl, written for agent jobs.
+	TranscriptsFile string
+	Interrupted     bool
 }
 
 // ExitInterrupted is the exit code after Ctrl-C, as shells expect.
@@ -108,6 +111,28 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 
+	if len(o.Submit.Policy.Tools) == 0 {
+		if rs, ok := o.Submit.Input.(io.ReadSeeker); ok {
+			uses := namesTools(rs)
+			if _, err := rs.Seek(0, io.SeekStart); err != nil {
+				return out, fmt.Errorf("rewind input: %w", err)
+			}
+			if uses {
+				o.Submit.Policy.Tools = DemoTools()
+				if o.Submit.Policy.MaxSteps == 0 {
+					o.Submit.Policy.MaxSteps = checkpoint.DefaultMaxSteps
+				}
+				if o.Submit.Policy.MaxTranscriptBytes == 0 {
+					o.Submit.Policy.MaxTranscriptBytes = checkpoint.DefaultMaxTranscriptBytes
+				}
+				fmt.Fprintf(o.Stderr, "items name tools and no --tools file was given: the built-in demo tools %v answer them\n", agent.Names(o.Submit.Policy.Tools))
+			}
+		}
+	}
+	if o.Submit.Policy.Agent() {
+		out.TranscriptsFile = filepath.Join(o.Dir, job+".transcripts.jsonl")
+	}
+
 	pc := o.Provider
 	var brk breaker.Settings
 	if pc.BaseURL == "" && pc.APIKey == "" {
@@ -139,6 +164,7 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 		Provider:        pc,
 		Logger:          o.Logger,
 		Breaker:         brk,
+		Tools:           DemoFuncs(),
 	})
 	if err != nil {
 		return out, err
@@ -179,10 +205,13 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 	}
 	out.Status = st
 	prog.Finish(st)
-	if err := writeFiles(store, job, out.ResultsFile, out.FailedFile); err != nil {
+	if err := writeFiles(store, job, out.ResultsFile, out.FailedFile, out.TranscriptsFile); err != nil {
 		return out, err
 	}
 	fmt.Fprintf(o.Stderr, "wrote %s (%d done) and %s (%d failed)\n", out.ResultsFile, st.Done, out.FailedFile, st.Failed)
+	if out.TranscriptsFile != "" {
+		fmt.Fprintf(o.Stderr, "wrote %s (every step of every finished item)\n", out.TranscriptsFile)
+	}
 	if out.Interrupted {
 		fmt.Fprintf(o.Stderr, "interrupted: run the same command again to finish; done items are kept in %s\n", out.ResultsFile)
 	}
@@ -222,7 +251,7 @@ func readPrior(path string) (map[string][]byte, error) {
 // writeFiles exports results and failures next to each other, each through
 // a temporary file renamed into place, so an interruption while writing
 // never leaves a half file that a rerun would trust.
-func writeFiles(store *checkpoint.Store, job, results, failed string) error {
+func writeFiles(store *checkpoint.Store, job, results, failed, transcripts string) error {
 	ctx := context.Background()
 	if err := jobs.WriteAtomic(results, func(w io.Writer) error {
 		_, err := jobs.ExportResults(ctx, store, job, w)
@@ -230,8 +259,14 @@ func writeFiles(store *checkpoint.Store, job, results, failed string) error {
 	}); err != nil {
 		return err
 	}
-	return jobs.WriteAtomic(failed, func(w io.Writer) error {
+	if err := jobs.WriteAtomic(failed, func(w io.Writer) error {
 		_, err := jobs.ExportFailed(ctx, store, job, w)
+		return err
+	}); err != nil || transcripts == "" {
+		return err
+	}
+	return jobs.WriteAtomic(transcripts, func(w io.Writer) error {
+		_, err := jobs.ExportTranscripts(ctx, store, job, w)
 		return err
 	})
 }

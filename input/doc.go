@@ -18,8 +18,9 @@
 // Every line gives one item or one rejection; nothing valid is lost because
 // of a bad line elsewhere. The fields an item understands are id, prompt,
 // messages, model, max_tokens, temperature, top_p, stop, seed,
-// response_format and metadata; any other field is kept as a template input
-// and in Item.Fields, for the failed-items CSV.
+// response_format, metadata, tools, tool_choice and parallel_tool_calls;
+// any other field is kept as a template input and in Item.Fields, for the
+// failed-items CSV.
 //
 //   - id is kept verbatim; a JSON number keeps its literal text (1.50 stays
 //     "1.50"). A missing, null or blank id is replaced by Item.DerivedID,
@@ -37,8 +38,43 @@
 //     Fields keeps such a value as "". Fields holds every input field of
 //     the item, id included only when the input has one.
 //   - A message has role, content (a string: content parts are rejected)
-//     and optionally name; other keys (tool_calls, ...) are rejected rather
-//     than silently dropped.
+//     and optionally name, tool_calls (assistant messages) and tool_call_id
+//     (tool messages); other keys (function_call, ...) are rejected rather
+//     than silently dropped. An assistant message needs content or
+//     tool_calls.
+//
+// # Agent items
+//
+// An item whose job has tools (Options.Tools, from run --tools FILE) may
+// use them; in a job without tools every one of the following is rejected,
+// and the message says to pass run --tools FILE.
+//
+//   - tools narrows the job's tools for the item: a non-empty JSON array of
+//     distinct names, each one of the job's tools (in CSV also a
+//     comma-separated list of names, each trimmed). Absent means all of the
+//     job's tools.
+//   - tool_choice is "none", "auto", "required" or
+//     {"type":"function","function":{"name":NAME}}, NAME one of the item's
+//     tools (the job's when the item names none). Item.ToolChoice holds it
+//     as compact JSON, the object with its keys in that order. In CSV the
+//     cell is the bare word or the JSON object.
+//   - parallel_tool_calls is a boolean (in CSV true or false, any case).
+//   - messages may carry earlier steps of the loop, by OpenAI's rules. An
+//     assistant message's tool_calls is a non-empty array of {id, type:
+//     "function", function: {name, arguments}}: id a non-empty string
+//     unique within the item, name a non-empty string, arguments a string
+//     kept as written (the model wrote it: it need not be valid JSON); its
+//     content may then be null or missing. Every call must be answered,
+//     before the next message that is not a tool message (or the end of
+//     the messages), by exactly one tool message (tool_call_id the call's
+//     id, content a string), in any order; a tool message answers a call of
+//     the assistant message just before its run of tool messages, and of
+//     no other. So an item may end with tool replies (the model answers
+//     next) but not with an unanswered call. Errors name the message by its
+//     index in the item's own messages (before Options.System is added).
+//
+// The names the messages' tool calls use are not checked against the
+// job's tools: they are history, what the model asked for then.
 //
 // # Duplicates
 //
@@ -57,7 +93,7 @@
 // no prompt or messages column without a template, a template field that is
 // not a column) stop the read with a *FileError instead. Line numbers are
 // those where a record starts, the header being line 1; a record of one
-// blank cell is a blank line and skipped. The messages, response_format and
-// stop columns may hold JSON text; metadata is JSON text when it parses as
-// JSON, else a string.
+// blank cell is a blank line and skipped. The messages, response_format,
+// stop, tools and tool_choice columns may hold JSON text; metadata is JSON
+// text when it parses as JSON, else a string.
 package input

@@ -2,6 +2,7 @@ package input_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/llmfleet/llmfleet/input"
+	"github.com/llmfleet/llmfleet/tasks"
 )
 
 // The fuzz targets feed arbitrary bytes to a Reader and check what the
@@ -25,7 +27,9 @@ import (
 //     collapsed, so Stats.Lines is the number of non-blank lines;
 //   - accepted items have a non-empty, unique id, valid UTF-8 throughout, at
 //     least one message with a known role, and respect the options (size
-//     limit, --system, --json-output);
+//     limit, --system, --json-output, the job's tools: no agent field
+//     without them; with them, tools among them, a valid tool_choice and
+//     messages in OpenAI's tool call order);
 //   - an item without an id gets Item.DerivedID of the finished item, and a
 //     second read of the same bytes, one byte per Read, gives the very same
 //     records, rejections, stats and fields.
@@ -43,7 +47,11 @@ var fuzzOptions = []input.Options{
 	{System: "be brief"},
 	{Template: "{{.q}}"},
 	{JSONOutput: true},
+	{Tools: fuzzTools},
 }
+
+// fuzzTools are the job's tools of modeTools.
+var fuzzTools = []string{"a", "b"}
 
 // Modes of fuzzOptions, for the seeds.
 const (
@@ -52,6 +60,7 @@ const (
 	modeSystem
 	modeTemplate
 	modeJSON
+	modeTools
 )
 
 func FuzzJSONL(f *testing.F) {
@@ -90,6 +99,19 @@ func FuzzJSONL(f *testing.F) {
 		{modeSystem, lines(`{"id":"p","prompt":"hi"}`, `{"id":"own","messages":[{"role":"system","content":"mine"},{"role":"user","content":"hi"}]}`)},
 		{modeTemplate, lines(`{"q":"a"}`, `{"q":" "}`, `{"id":"t","q":{"x":[1,2]}}`, `{"id":"m","q":"a","messages":[{"role":"user","content":"c"}]}`, `{"prompt":"no q"}`)},
 		{modeJSON, lines(`{"id":"j","prompt":"p","response_format":{"type":"text"}}`, `{"id":"j2","prompt":"p","response_format":"json"}`)},
+		{modeTools, lines(`{"id":"t","prompt":"p","tools":["a"],"tool_choice":{"type":"function","function":{"name":"a"}},"parallel_tool_calls":true}`,
+			`{"id":"c","prompt":"p","tool_choice":"required","parallel_tool_calls":false}`,
+			`{"id":"u","prompt":"p","tools":["a","a"],"tool_choice":{"type":"function","function":{"name":"c"}},"parallel_tool_calls":"x"}`,
+			`{"id":"n","prompt":"p","tools":[],"tool_choice":"always"}`)},
+		{modeTools, lines(`{"id":"m","messages":[{"role":"user","content":"u"},{"role":"assistant","content":null,"tool_calls":[`+
+			`{"id":"1","type":"function","function":{"name":"a","arguments":"{"}},{"id":"2","type":"function","function":{"name":"b","arguments":"{}"}}]},`+
+			`{"role":"tool","tool_call_id":"2","content":"r2"},{"role":"tool","tool_call_id":"1","content":"r1"}]}`,
+			`{"id":"o","messages":[{"role":"user","content":"u"},{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"a","arguments":""}}]},{"role":"user","content":"u"}]}`,
+			`{"id":"d","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"a","arguments":""}}]},{"role":"tool","tool_call_id":"1","content":""},{"role":"tool","tool_call_id":"1","content":""}]}`,
+			`{"id":"x","messages":[{"role":"tool","tool_call_id":"1","content":""}]}`)},
+		// The same agent items in a job without tools: all rejected.
+		{modePlain, lines(`{"id":"t","prompt":"p","tools":["a"],"tool_choice":"auto","parallel_tool_calls":true}`,
+			`{"id":"m","messages":[{"role":"user","content":"u"},{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"a","arguments":"{}"}}]},{"role":"tool","tool_call_id":"1","content":"r"}]}`)},
 	} {
 		f.Add([]byte(s.in), s.mode)
 	}
@@ -164,6 +186,9 @@ func FuzzCSV(f *testing.F) {
 		{modeTemplate, lines("id,q", "a,one", "b, ", "c,")},
 		{modeTemplate, lines("id,prompt", "a,one")},
 		{modeJSON, lines("id,prompt,response_format", "a,p,text", "b,p,")},
+		{modeTools, lines("id,prompt,tools,tool_choice,parallel_tool_calls", `t,p," a , b ",required,true`, `u,p,"[""b""]","{""type"":""function"",""function"":{""name"":""b""}}",FALSE`,
+			`v,p,"a,,a",{bad,maybe`, "w,p,,,")},
+		{modeTools, lines("id,messages", `m,"[{""role"":""user"",""content"":""u""},{""role"":""assistant"",""tool_calls"":[{""id"":""1"",""type"":""function"",""function"":{""name"":""a"",""arguments"":""{}""}}]},{""role"":""tool"",""tool_call_id"":""1"",""content"":""r""}]"`)},
 	} {
 		f.Add([]byte(s.in), s.mode)
 	}
@@ -335,6 +360,86 @@ func checkItem(t *testing.T, rec input.Record, opts input.Options, fields map[st
 	}
 	if opts.JSONOutput && !it.WantsJSON() {
 		t.Errorf("line %d: --json-output set but response_format is %+v", rec.Line, it.ResponseFormat)
+	}
+	checkToolFields(t, rec, opts)
+}
+
+// checkToolFields checks an accepted item's agent fields: none without
+// job tools; otherwise tools a set of the job's, tool_choice one of
+// OpenAI's forms naming an allowed tool, and messages in OpenAI's tool
+// call order (every call answered by exactly one tool message right after
+// it, call ids unique).
+func checkToolFields(t *testing.T, rec input.Record, opts input.Options) {
+	t.Helper()
+	it := rec.Item
+	hasCalls := slices.ContainsFunc(it.Messages, func(m tasks.Message) bool { return len(m.ToolCalls) > 0 || m.Role == "tool" || m.ToolCallID != "" })
+	if len(opts.Tools) == 0 {
+		if it.Tools != nil || it.ToolChoice != nil || it.ParallelToolCalls != nil || hasCalls {
+			t.Errorf("line %d: agent fields in a job without tools: %s", rec.Line, it.Canonical())
+		}
+		return
+	}
+	for i, n := range it.Tools {
+		if !slices.Contains(opts.Tools, n) || slices.Contains(it.Tools[:i], n) {
+			t.Errorf("line %d: tools %q: want distinct names of the job's tools %q", rec.Line, it.Tools, opts.Tools)
+		}
+	}
+	if it.Tools != nil && len(it.Tools) == 0 {
+		t.Errorf("line %d: tools is empty but not nil", rec.Line)
+	}
+	if it.ToolChoice != nil {
+		allowed := it.Tools
+		if len(allowed) == 0 {
+			allowed = opts.Tools
+		}
+		var name string
+		switch c := string(it.ToolChoice); {
+		case c == `"none"` || c == `"auto"` || c == `"required"`:
+		case strings.HasPrefix(c, `{"type":"function","function":{"name":`) && strings.HasSuffix(c, `}}`):
+			var v struct{ Function struct{ Name string } }
+			if err := json.Unmarshal(it.ToolChoice, &v); err != nil {
+				t.Errorf("line %d: tool_choice %s: %v", rec.Line, c, err)
+			}
+			name = v.Function.Name
+			if !slices.Contains(allowed, name) {
+				t.Errorf("line %d: tool_choice names %q, not one of %q", rec.Line, name, allowed)
+			}
+		default:
+			t.Errorf("line %d: tool_choice %s is not one of OpenAI's forms, compact", rec.Line, c)
+		}
+	}
+	ids := map[string]bool{}
+	for i := 0; i < len(it.Messages); i++ {
+		m := it.Messages[i]
+		if m.Role == "tool" {
+			t.Errorf("line %d: messages[%d] is a tool message that follows no assistant tool_calls", rec.Line, i)
+			continue
+		}
+		if m.ToolCallID != "" || (len(m.ToolCalls) > 0 && m.Role != "assistant") {
+			t.Errorf("line %d: messages[%d] (%s) has tool fields %+v", rec.Line, i, m.Role, m)
+		}
+		if len(m.ToolCalls) == 0 {
+			continue
+		}
+		want := map[string]bool{}
+		for _, c := range m.ToolCalls {
+			if c.ID == "" || ids[c.ID] || c.Type != "function" || c.Function.Name == "" {
+				t.Errorf("line %d: messages[%d]: bad or repeated call %+v", rec.Line, i, c)
+			}
+			ids[c.ID], want[c.ID] = true, true
+		}
+		got := map[string]bool{}
+		for i+1 < len(it.Messages) && it.Messages[i+1].Role == "tool" {
+			i++
+			id := it.Messages[i].ToolCallID
+			if !want[id] || got[id] {
+				t.Errorf("line %d: messages[%d] answers %q, not an unanswered call of its group", rec.Line, i, id)
+			}
+			got[id] = true
+		}
+		if len(got) != len(want) {
+			t.Errorf("line %d: calls %v answered only by %v", rec.Line, want, got)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package input
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -165,7 +166,7 @@ func (r *Reader) build(fs *fieldSet, data func() (map[string]any, error)) (tasks
 		it.Messages = []tasks.Message{{Role: "user", Content: s}}
 	case hasMsgs:
 		var err error
-		it.Messages, err = parseMessages(msgs)
+		it.Messages, err = parseMessages(msgs, len(r.opts.Tools) > 0)
 		fail(err)
 	default:
 		errs = append(errs, `missing prompt: an item needs "prompt" or "messages"`)
@@ -218,6 +219,23 @@ func (r *Reader) build(fs *fieldSet, data func() (map[string]any, error)) (tasks
 	}
 	if r.opts.JSONOutput {
 		it.ResponseFormat = &tasks.ResponseFormat{Type: "json_object"}
+	}
+	toolsOK := true // the item's tools, if any, parsed: tool_choice is checked against them
+	if v, ok := fs.get("tools"); ok {
+		var err error
+		it.Tools, err = r.parseTools(v)
+		fail(err)
+		toolsOK = err == nil
+	}
+	if v, ok := fs.get("tool_choice"); ok {
+		var err error
+		it.ToolChoice, err = r.parseToolChoice(v, it.Tools, toolsOK)
+		fail(err)
+	}
+	if v, ok := fs.get("parallel_tool_calls"); ok {
+		var err error
+		it.ParallelToolCalls, err = r.parseParallelToolCalls(v)
+		fail(err)
 	}
 	if v, ok := fs.get("metadata"); ok {
 		it.Metadata = parseMetadata(v)
@@ -296,8 +314,10 @@ func asJSON(v value, open byte) (raw []byte, ok bool) {
 
 var roles = []string{"system", "user", "assistant", "tool", "developer"}
 
-// parseMessages parses OpenAI chat messages with string content.
-func parseMessages(v value) ([]tasks.Message, error) {
+// parseMessages parses OpenAI chat messages with string content. Tool
+// calls and tool replies are accepted only when the job has tools, and
+// must follow OpenAI's order (see toolOrder).
+func parseMessages(v value, jobHasTools bool) ([]tasks.Message, error) {
 	raw := v.raw
 	if v.isCSV {
 		raw = []byte(strings.TrimSpace(v.cell))
@@ -316,47 +336,99 @@ func parseMessages(v value) ([]tasks.Message, error) {
 		return nil, fmt.Errorf("messages is empty")
 	}
 	out := make([]tasks.Message, 0, len(elems))
+	var order toolOrder
 	for i, e := range elems {
-		if kindOf(e) != "object" {
-			return nil, fmt.Errorf("messages[%d] must be an object, got %s", i, kindOf(e))
-		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(e, &m); err != nil {
-			return nil, fmt.Errorf("messages[%d]: %v", i, err)
-		}
-		for _, k := range slices.Sorted(maps.Keys(m)) {
-			if k != "role" && k != "content" && k != "name" {
-				return nil, fmt.Errorf("messages[%d] has unsupported key %q (only role, content and name)", i, k)
-			}
-		}
-		var msg tasks.Message
-		role, ok := m["role"]
-		if !ok || kindOf(role) == "null" {
-			return nil, fmt.Errorf("messages[%d].role is missing", i)
-		}
-		msg.Role, _ = value{raw: role}.str()
-		if !slices.Contains(roles, msg.Role) {
-			return nil, fmt.Errorf("messages[%d].role must be one of %s, got %s", i, strings.Join(roles, ", "), value{raw: role}.show())
-		}
-		content, ok := m["content"]
-		switch {
-		case !ok || kindOf(content) == "null":
-			return nil, fmt.Errorf("messages[%d].content is missing", i)
-		case kindOf(content) == "array":
-			return nil, fmt.Errorf("messages[%d].content must be a string, got array (content parts are not supported)", i)
-		case kindOf(content) != "string":
-			return nil, fmt.Errorf("messages[%d].content must be a string, got %s", i, value{raw: content}.show())
-		}
-		msg.Content = unquote(content)
-		if name, ok := m["name"]; ok && kindOf(name) != "null" {
-			if kindOf(name) != "string" {
-				return nil, fmt.Errorf("messages[%d].name must be a string, got %s", i, value{raw: name}.show())
-			}
-			msg.Name = unquote(name)
+		msg, err := parseMessage(i, e, jobHasTools)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, msg)
+		if err := order.next(out); err != nil {
+			return nil, err
+		}
+	}
+	if err := order.end(out); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// messageKeys are the keys a message may have.
+var messageKeys = []string{"role", "content", "name", "tool_calls", "tool_call_id"}
+
+// parseMessage parses messages[i] on its own; toolOrder checks it against
+// the messages before it.
+func parseMessage(i int, e json.RawMessage, jobHasTools bool) (tasks.Message, error) {
+	var msg tasks.Message
+	if kindOf(e) != "object" {
+		return msg, fmt.Errorf("messages[%d] must be an object, got %s", i, kindOf(e))
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(e, &m); err != nil {
+		return msg, fmt.Errorf("messages[%d]: %v", i, err)
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if !slices.Contains(messageKeys, k) {
+			return msg, fmt.Errorf("messages[%d] has unsupported key %q (only role, content, name, tool_calls and tool_call_id)", i, k)
+		}
+	}
+	role, ok := m["role"]
+	if !ok || kindOf(role) == "null" {
+		return msg, fmt.Errorf("messages[%d].role is missing", i)
+	}
+	msg.Role, _ = value{raw: role}.str()
+	if !slices.Contains(roles, msg.Role) {
+		return msg, fmt.Errorf("messages[%d].role must be one of %s, got %s", i, strings.Join(roles, ", "), value{raw: role}.show())
+	}
+	calls, hasCalls := m["tool_calls"]
+	hasCalls = hasCalls && kindOf(calls) != "null"
+	callID, hasCallID := m["tool_call_id"]
+	hasCallID = hasCallID && kindOf(callID) != "null"
+	if (hasCalls || msg.Role == "tool") && !jobHasTools {
+		return msg, errors.New("messages hold tool calls but the job has no tools: pass run --tools FILE")
+	}
+	if hasCalls && msg.Role != "assistant" {
+		return msg, fmt.Errorf("messages[%d] (%s) has tool_calls: only an assistant message makes tool calls", i, msg.Role)
+	}
+	if hasCallID && msg.Role != "tool" {
+		return msg, fmt.Errorf("messages[%d] (%s) has tool_call_id: only a tool message answers a tool call", i, msg.Role)
+	}
+	if hasCalls {
+		var err error
+		if msg.ToolCalls, err = parseToolCalls(i, calls); err != nil {
+			return msg, err
+		}
+	}
+	if msg.Role == "tool" {
+		switch {
+		case !hasCallID:
+			return msg, fmt.Errorf("messages[%d].tool_call_id is missing: a tool message names the call it answers", i)
+		case kindOf(callID) != "string" || unquote(callID) == "":
+			return msg, fmt.Errorf("messages[%d].tool_call_id must be a non-empty string, got %s", i, value{raw: callID}.show())
+		}
+		msg.ToolCallID = unquote(callID)
+	}
+
+	content, ok := m["content"]
+	switch {
+	case (!ok || kindOf(content) == "null") && hasCalls:
+		// An assistant message that only calls tools has no content.
+	case !ok || kindOf(content) == "null":
+		return msg, fmt.Errorf("messages[%d].content is missing", i)
+	case kindOf(content) == "array":
+		return msg, fmt.Errorf("messages[%d].content must be a string, got array (content parts are not supported)", i)
+	case kindOf(content) != "string":
+		return msg, fmt.Errorf("messages[%d].content must be a string, got %s", i, value{raw: content}.show())
+	default:
+		msg.Content = unquote(content)
+	}
+	if name, ok := m["name"]; ok && kindOf(name) != "null" {
+		if kindOf(name) != "string" {
+			return msg, fmt.Errorf("messages[%d].name must be a string, got %s", i, value{raw: name}.show())
+		}
+		msg.Name = unquote(name)
+	}
+	return msg, nil
 }
 
 // parseStop parses a stop string or an array of up to 4 strings; in CSV a

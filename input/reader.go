@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/template"
 
@@ -59,6 +60,13 @@ type Options struct {
 	// MaxItemBytes rejects a JSONL line or a CSV record over this many
 	// bytes (--max-item-bytes); 0 means DefaultMaxItemBytes.
 	MaxItemBytes int
+	// Tools are the names of the job's tools (run --tools FILE); nil or
+	// empty means the job has none. An item's tools, tool_choice and
+	// parallel_tool_calls, and messages with tool_calls or the tool role,
+	// are accepted only when the job has tools, and an item's tools and
+	// named tool_choice must be among them. Names must be non-empty and
+	// unique.
+	Tools []string
 }
 
 // Rejection is an input line that did not become an item.
@@ -136,6 +144,15 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 	if opts.System != "" && strings.TrimSpace(opts.System) == "" {
 		return nil, errors.New("invalid --system: it is blank")
 	}
+	for i, name := range opts.Tools {
+		if name == "" {
+			return nil, fmt.Errorf("invalid --tools: tool %d has no name", i+1)
+		}
+		if j := slices.Index(opts.Tools[:i], name); j >= 0 {
+			return nil, fmt.Errorf("invalid --tools: duplicate tool %q (tools %d and %d)", name, j+1, i+1)
+		}
+	}
+	opts.Tools = slices.Clone(opts.Tools) // the caller's slice may change
 	rd := &Reader{
 		opts:      opts,
 		name:      name,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"maps"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -115,8 +116,10 @@ func TestRejections(t *testing.T) {
 			line: 2, msg: `messages[0].role must be one of system, user, assistant, tool, developer, got "bot"`},
 		{name: "missing content", in: lines(good1, `{"id":"x","messages":[{"role":"user"}]}`, good2),
 			line: 2, msg: "messages[0].content is missing"},
-		{name: "unsupported message key", in: lines(good1, `{"id":"x","messages":[{"role":"assistant","content":"","tool_calls":[]}]}`, good2),
-			line: 2, msg: `messages[0] has unsupported key "tool_calls"`},
+		{name: "unsupported message key", in: lines(good1, `{"id":"x","messages":[{"role":"assistant","content":"","function_call":{}}]}`, good2),
+			line: 2, msg: `messages[0] has unsupported key "function_call" (only role, content, name, tool_calls and tool_call_id)`},
+		{name: "tool calls in a job without tools", in: lines(good1, `{"id":"x","messages":[{"role":"assistant","content":"","tool_calls":[]}]}`, good2),
+			line: 2, msg: "messages hold tool calls but the job has no tools: pass run --tools FILE"},
 		{name: "messages not an array", in: lines(good1, `{"id":"x","messages":"hi"}`, good2),
 			line: 2, msg: "messages must be an array of {role, content} objects, got string"},
 		{name: "messages empty", in: lines(good1, `{"id":"x","messages":[]}`, good2),
@@ -434,12 +437,12 @@ func TestSystem(t *testing.T) {
 		"own": {{Role: "system", Content: "mine"}, {Role: "user", Content: "hi"}},
 	}
 	for _, rec := range res.recs {
-		if !slices.Equal(rec.Item.Messages, want[rec.Item.ID]) {
+		if !reflect.DeepEqual(rec.Item.Messages, want[rec.Item.ID]) {
 			t.Errorf("%s: messages %v, want %v", rec.Item.ID, rec.Item.Messages, want[rec.Item.ID])
 		}
 	}
 	res = readAll(t, "in.jsonl", lines(`{"id":"t","topic":"cats"}`), input.Options{System: "sys", Template: "Write about {{.topic}}."})
-	if got := res.recs[0].Item.Messages; !slices.Equal(got, []tasks.Message{{Role: "system", Content: "sys"}, {Role: "user", Content: "Write about cats."}}) {
+	if got := res.recs[0].Item.Messages; !reflect.DeepEqual(got, []tasks.Message{{Role: "system", Content: "sys"}, {Role: "user", Content: "Write about cats."}}) {
 		t.Errorf("template + system: %v", got)
 	}
 }
@@ -467,7 +470,7 @@ func TestTemplate(t *testing.T) {
 	if len(res.recs) != 1 {
 		t.Fatalf("rejected: %v", res.rej)
 	}
-	if got, want := res.recs[0].Item.Messages, []tasks.Message{{Role: "user", Content: "T (1.50) #x #y N"}}; !slices.Equal(got, want) {
+	if got, want := res.recs[0].Item.Messages, []tasks.Message{{Role: "user", Content: "T (1.50) #x #y N"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("messages %v, want %v", got, want)
 	}
 	res = readAll(t, "in.csv", lines("id,title,n", "a,T,3"), input.Options{Template: "{{.title}}/{{.n}}"})
@@ -490,6 +493,8 @@ func TestOptionErrors(t *testing.T) {
 		{input.Options{MaxItemBytes: -1}, "--max-item-bytes"},
 		{input.Options{System: " "}, "--system"},
 		{input.Options{Format: "xml"}, "format"},
+		{input.Options{Tools: []string{"a", ""}}, "invalid --tools: tool 2 has no name"},
+		{input.Options{Tools: []string{"a", "b", "a"}}, `invalid --tools: duplicate tool "a" (tools 1 and 3)`},
 	} {
 		if _, err := input.NewReader(strings.NewReader(""), "", tc.opts); err == nil || !strings.Contains(err.Error(), tc.flag) {
 			t.Errorf("%+v: err = %v, want one naming %s", tc.opts, err, tc.flag)

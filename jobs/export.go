@@ -99,3 +99,50 @@ func ExportFailed(ctx context.Context, store *checkpoint.Store, job string, w io
 	}
 	return n, nil
 }
+
+// Transcript is one line of export --transcripts: an item's messages and
+// every step committed after them, the final answer included.
+type Transcript struct {
+	ID       string          `json:"id"`
+	Status   string          `json:"status"`
+	Messages []tasks.Message `json:"messages"`
+}
+
+// ExportTranscripts writes one Transcript line per finished item (done or
+// failed), in input order. It streams: one item's steps are in memory at a
+// time.
+func ExportTranscripts(ctx context.Context, store *checkpoint.Store, job string, w io.Writer) (int, error) {
+	if _, err := store.Job(ctx, job); err != nil {
+		return 0, err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	n := 0
+	want := checkpoint.Want{Input: true, Status: []checkpoint.ItemStatus{checkpoint.ItemDone, checkpoint.ItemFailed}}
+	err := store.Walk(ctx, job, want, func(vs []checkpoint.View) error {
+		for _, v := range vs {
+			var it tasks.Item
+			if err := json.Unmarshal(v.Input, &it); err != nil {
+				return fmt.Errorf("export transcripts: item %q: %w", v.ID, err)
+			}
+			steps, err := store.Steps(ctx, job, v.ID)
+			if err != nil {
+				return fmt.Errorf("export transcripts: %w", err)
+			}
+			line := Transcript{ID: v.ID, Status: string(v.Status), Messages: checkpoint.Transcript(it.Messages, steps)}
+			if err := enc.Encode(line); err != nil {
+				return fmt.Errorf("write transcripts: %w", err)
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	if err := bw.Flush(); err != nil {
+		return n, fmt.Errorf("write transcripts: %w", err)
+	}
+	return n, nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/llmfleet/llmfleet/agent"
 	"io"
 	"reflect"
 	"sort"
@@ -102,7 +103,7 @@ func Submit(ctx context.Context, d Deps, o SubmitOptions) (sum Summary, err erro
 	// not leave a job whose stored policy holds it.
 	if _, err := input.NewReader(strings.NewReader(""), o.InputName, input.Options{
 		Format: o.Format, Template: o.Policy.Template, System: o.Policy.System,
-		JSONOutput: o.Policy.JSONOutput, MaxItemBytes: o.MaxItemBytes,
+		JSONOutput: o.Policy.JSONOutput, MaxItemBytes: o.MaxItemBytes, Tools: agent.Names(o.Policy.Tools),
 	}); err != nil {
 		return sum, &UsageError{Msg: err.Error()}
 	}
@@ -145,7 +146,7 @@ func Submit(ctx context.Context, d Deps, o SubmitOptions) (sum Summary, err erro
 	}
 	opts := input.Options{
 		Format: o.Format, Template: pol.Template, System: pol.System,
-		JSONOutput: pol.JSONOutput, MaxItemBytes: o.MaxItemBytes,
+		JSONOutput: pol.JSONOutput, MaxItemBytes: o.MaxItemBytes, Tools: agent.Names(pol.Tools),
 	}
 	src := o.Input
 	if o.Strict {
@@ -335,16 +336,21 @@ func mergePolicy(stored, asked checkpoint.Policy, changed func(string) bool) (ch
 		{"--reserve-output", stored.ReserveOutput != asked.ReserveOutput, stored.ReserveOutput, asked.ReserveOutput},
 		{"--on-overflow", stored.OnOverflow != asked.OnOverflow, stored.OnOverflow, asked.OnOverflow},
 		{"--models", !reflect.DeepEqual(stored.Models, asked.Models), "(stored table)", "(file)"},
+		{"--tools", !reflect.DeepEqual(stored.Tools, asked.Tools), toolNames(stored.Tools), toolNames(asked.Tools)},
+		{"--max-transcript-bytes", stored.MaxTranscriptBytes != asked.MaxTranscriptBytes, stored.MaxTranscriptBytes, asked.MaxTranscriptBytes},
 	}
 	for _, f := range fixed {
 		if f.differs && changed(f.flag) {
 			return stored, &UsageError{Msg: fmt.Sprintf(
-				"%s %v differs from the job's stored policy (%v); a rerun may change only --deadline, --deadline-in, --max-attempts, --budget-usd and --budget-tokens",
+				"%s %v differs from the job's stored policy (%v); a rerun may change only --deadline, --deadline-in, --max-attempts, --max-steps, --budget-usd and --budget-tokens",
 				f.flag, f.now, f.was)}
 		}
 	}
 	if changed("--max-attempts") {
 		out.MaxAttempts = asked.MaxAttempts
+	}
+	if changed("--max-steps") {
+		out.MaxSteps = asked.MaxSteps
 	}
 	if changed("--budget-usd") {
 		out.BudgetUSD = asked.BudgetUSD
@@ -356,6 +362,14 @@ func mergePolicy(stored, asked checkpoint.Policy, changed func(string) bool) (ch
 		out.Deadline = asked.Deadline
 	}
 	return out, nil
+}
+
+// toolNames shows a tool set by its names.
+func toolNames(tools []agent.Tool) string {
+	if len(tools) == 0 {
+		return "(none)"
+	}
+	return "[" + strings.Join(agent.Names(tools), ",") + "]"
 }
 
 // enqueuer enqueues item tasks with bounded concurrency: asynq enqueues one
@@ -381,14 +395,29 @@ func newEnqueuer(ctx context.Context, d Deps, pol checkpoint.Policy, job string,
 // TaskOptions are the asynq options of a job's item tasks: a safety net
 // only. The handler enforces the attempt timeout and budget itself.
 func TaskOptions(pol checkpoint.Policy) []asynq.Option {
+	retries := pol.MaxAttempts + 100
+	// Room for two calls (a context-overflow retry) and the waits.
+	timeout := 2*pol.Timeout + 5*time.Minute
+	if pol.Agent() {
+		// One task run carries an agent item through all its steps: room
+		// for every model call and every tool's runs, and retries for the
+		// failed calls of every step. asynq's timeout is a safety net only
+		// (a run cut by it resumes at its last committed step).
+		var tool time.Duration
+		for _, t := range pol.Tools {
+			tool = max(tool, time.Duration(t.Attempts())*(t.TimeoutOrDefault()+10*time.Second))
+		}
+		steps := time.Duration(pol.StepLimit())
+		timeout = min(steps*(2*pol.Timeout+4*tool)+5*time.Minute, 24*time.Hour)
+		retries = pol.MaxAttempts*pol.StepLimit() + 100
+	}
 	return []asynq.Option{
 		asynq.Queue(pol.Queue),
 		// The handler owns the attempt budget; asynq's count only guards
 		// against a loop. A task run again from the archive keeps its count,
 		// so the headroom allows many replays.
-		asynq.MaxRetry(pol.MaxAttempts + 100),
-		// Room for two calls (a context-overflow retry) and the waits.
-		asynq.Timeout(2*pol.Timeout + 5*time.Minute),
+		asynq.MaxRetry(retries),
+		asynq.Timeout(timeout),
 	}
 }
 

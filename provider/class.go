@@ -20,6 +20,14 @@ const (
 	ContentFilter   Class = "content_filter"
 	Expired         Class = "expired"
 	Cancelled       Class = "cancelled"
+
+	// Agent items' classes: a tool that kept failing, a loop past
+	// --max-steps, a transcript past --max-transcript-bytes, a person who
+	// did not answer in time.
+	ToolError    Class = "tool_error"
+	MaxSteps     Class = "max_steps"
+	TooLarge     Class = "too_large"
+	InputTimeout Class = "input_timeout"
 )
 
 // Classes lists every class, in the order of DESIGN.md's table.
@@ -27,6 +35,10 @@ var Classes = []Class{
 	RateLimited, Quota, Overloaded, ServerError, Timeout, Connection, UpstreamInvalid,
 	InvalidOutput, ContextOverflow, BadRequest, Auth, NotFound, ContentFilter, Expired, Cancelled,
 }
+
+// AgentClasses are the classes of agent items' own failures, which Classify
+// never returns: they come from the loop, not from a provider call.
+var AgentClasses = []Class{ToolError, MaxSteps, TooLarge, InputTimeout}
 
 // Retryable reports whether a failure of this class is worth another
 // attempt. ContextOverflow is retried only after truncation, which the caller
@@ -52,6 +64,11 @@ func (c Class) FeedsBreaker() bool {
 // Valid reports whether c is one of the known classes.
 func (c Class) Valid() bool {
 	for _, k := range Classes {
+		if k == c {
+			return true
+		}
+	}
+	for _, k := range AgentClasses {
 		if k == c {
 			return true
 		}

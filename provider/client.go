@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/llmfleet/llmfleet/agent"
 	"io"
 	"math"
 	"net"
@@ -78,6 +79,8 @@ type Completion struct {
 	FinishReason string
 	TokensIn     int
 	TokensOut    int
+	// ToolCalls are the tools the model asked to call (agent items).
+	ToolCalls []tasks.ToolCall
 	// UsageEstimated says the answer carried no usage (some self-hosted
 	// servers and proxies send none) and the tokens were counted here, so
 	// that budgets and the TPM limiter still see them.
@@ -85,9 +88,10 @@ type Completion struct {
 }
 
 // Complete makes one chat completion call for item, with model as the
-// default when the item names none. Every failure is an *Error.
-func (c *Client) Complete(ctx context.Context, it *tasks.Item, model string) (*Completion, error) {
-	req := Request(it, model)
+// default when the item names none, offering the model tools when given.
+// Every failure is an *Error.
+func (c *Client) Complete(ctx context.Context, it *tasks.Item, model string, tools ...agent.Tool) (*Completion, error) {
+	req := Request(it, model, tools...)
 	ex := &Exchange{}
 	resp, err := c.oa.CreateChatCompletion(withExchange(ctx, ex), req)
 	if err == nil && ex.Status >= 300 && ex.Status < 400 {
@@ -119,13 +123,32 @@ func (c *Client) Complete(ctx context.Context, it *tasks.Item, model string) (*C
 	if out.Model == "" {
 		out.Model = req.Model
 	}
+	for _, tc := range ch.Message.ToolCalls {
+		typ := string(tc.Type)
+		if typ == "" {
+			typ = "function" // some servers leave it out
+		}
+		out.ToolCalls = append(out.ToolCalls, tasks.ToolCall{ID: tc.ID, Type: typ,
+			Function: tasks.FunctionCall{Name: tc.Function.Name, Arguments: tc.Function.Arguments}})
+	}
 	if resp.Usage.PromptTokens == 0 && resp.Usage.CompletionTokens == 0 && resp.Usage.TotalTokens == 0 {
 		counter := tokens.ForModel(req.Model)
-		out.TokensIn, out.TokensOut = counter.Messages(it.Messages), counter.Text(ch.Message.Content)
+		out.TokensIn, out.TokensOut = counter.Messages(it.Messages), counter.Text(ch.Message.Content)+counter.ToolCalls(out.ToolCalls)
 		out.UsageEstimated = true
 	}
 	if ch.FinishReason == openai.FinishReasonContentFilter {
 		return out, &Error{Class: ContentFilter, Status: ex.Status, Message: "the provider's content filter withheld the answer"}
+	}
+	if len(out.ToolCalls) > 0 {
+		if len(tools) == 0 {
+			return out, &Error{Class: InvalidOutput, Status: ex.Status, Message: "the answer calls tools, but none were offered"}
+		}
+		for _, tc := range out.ToolCalls {
+			if tc.ID == "" || tc.Function.Name == "" {
+				return out, &Error{Class: InvalidOutput, Status: ex.Status, Message: "the answer has a tool call without an id or a name"}
+			}
+		}
+		return out, nil
 	}
 	if strings.TrimSpace(out.Content) == "" {
 		return out, &Error{Class: InvalidOutput, Status: ex.Status, Message: "answer content is empty"}
@@ -151,8 +174,9 @@ func (c *Client) mask(e *Error) *Error {
 	return e
 }
 
-// Request builds the go-openai request for an item.
-func Request(it *tasks.Item, model string) openai.ChatCompletionRequest {
+// Request builds the go-openai request for an item, with the tools it may
+// call.
+func Request(it *tasks.Item, model string, tools ...agent.Tool) openai.ChatCompletionRequest {
 	req := openai.ChatCompletionRequest{
 		Model: model,
 		Stop:  it.Stop,
@@ -170,7 +194,24 @@ func Request(it *tasks.Item, model string) openai.ChatCompletionRequest {
 		req.MaxTokens = it.MaxTokens
 	}
 	for _, m := range it.Messages {
-		req.Messages = append(req.Messages, openai.ChatCompletionMessage{Role: m.Role, Content: m.Content, Name: m.Name})
+		msg := openai.ChatCompletionMessage{Role: m.Role, Content: m.Content, Name: m.Name, ToolCallID: m.ToolCallID}
+		for _, tc := range m.ToolCalls {
+			msg.ToolCalls = append(msg.ToolCalls, openai.ToolCall{ID: tc.ID, Type: openai.ToolType(tc.Type),
+				Function: openai.FunctionCall{Name: tc.Function.Name, Arguments: tc.Function.Arguments}})
+		}
+		req.Messages = append(req.Messages, msg)
+	}
+	for _, t := range tools {
+		req.Tools = append(req.Tools, openai.Tool{Type: openai.ToolTypeFunction, Function: &openai.FunctionDefinition{
+			Name: t.Name, Description: t.Description, Parameters: t.Parameters}})
+	}
+	if len(tools) > 0 {
+		if len(it.ToolChoice) > 0 {
+			req.ToolChoice = it.ToolChoice
+		}
+		if it.ParallelToolCalls != nil {
+			req.ParallelToolCalls = *it.ParallelToolCalls
+		}
 	}
 	if it.Temperature != nil {
 		// go-openai omits a zero temperature; the smallest float keeps an

@@ -17,7 +17,7 @@ import (
 const maxBodyBytes = 16 << 20
 
 // chatRequest is the part of OpenAI's chat completion request the simulator
-// reads; other fields (tools, logprobs, ...) are accepted and ignored.
+// reads; other fields (logprobs, ...) are accepted and ignored.
 type chatRequest struct {
 	Model               string          `json:"model"`
 	Messages            []tasks.Message `json:"messages"`
@@ -30,7 +30,10 @@ type chatRequest struct {
 	ResponseFormat      *struct {
 		Type string `json:"type"`
 	} `json:"response_format"`
-	Stream bool `json:"stream"`
+	Stream            bool            `json:"stream"`
+	Tools             []chatTool      `json:"tools"`
+	ToolChoice        json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
 }
 
 // call is a parsed chat completion request.
@@ -42,7 +45,10 @@ type call struct {
 	last    string // the last user message's content
 	counter tokens.Counter
 	prompt  int    // prompt tokens
-	reply   string // the content of a successful reply
+	reply   string // the content of a successful reply without tool calls
+	// calls are the tool calls of a successful reply, if it makes any (see
+	// plan); reply is then only what the content faults start from.
+	calls []tasks.ToolCall
 }
 
 type usage struct {
@@ -81,12 +87,18 @@ func parseCall(r *http.Request, now time.Time) (*call, *response) {
 	c.key = Key(c.last)
 	c.counter = tokens.ForModel(c.req.Model)
 	c.prompt = c.counter.Messages(c.req.Messages)
-	c.reply = ReplyPrefix + c.key
-	if f := c.req.ResponseFormat; f != nil && (f.Type == "json_object" || f.Type == "json_schema") {
-		b, _ := json.Marshal(map[string]string{"reply": c.reply}) // cannot fail
-		c.reply = string(b)
-	}
+	c.reply = c.textReply(ReplyPrefix + c.key)
 	return c, nil
+}
+
+// textReply returns the content of a reply saying s: s itself, or
+// {"reply":s} when the request asks for JSON.
+func (c *call) textReply(s string) string {
+	if f := c.req.ResponseFormat; f != nil && (f.Type == "json_object" || f.Type == "json_schema") {
+		b, _ := json.Marshal(map[string]string{"reply": s}) // cannot fail
+		return string(b)
+	}
+	return s
 }
 
 // invalid returns the message and param of the first problem OpenAI would
@@ -123,10 +135,32 @@ func (q *chatRequest) invalid() (msg string, param any) {
 				fmt.Sprintf("messages[%d].role", i)
 		}
 	}
-	return "", nil
+	if msg, param := q.invalidTools(); msg != "" {
+		return msg, param
+	}
+	return invalidToolMessages(q.Messages)
 }
 
 var validFormats = map[string]bool{"text": true, "json_object": true, "json_schema": true}
+
+// success is the 200 the call gets when no fault applies: its tool calls,
+// or its reply; without a usage object when withUsage is false.
+func (c *call) success(withUsage bool) response {
+	if len(c.calls) > 0 {
+		msg := replyMessage{Role: "assistant", ToolCalls: c.calls}
+		return c.chatCompletion(msg, "tool_calls", c.callTokens(), withUsage)
+	}
+	return c.completionWith(c.reply, "stop", withUsage)
+}
+
+// cost is the TPM cost of the call's success: its prompt and completion
+// tokens.
+func (c *call) cost() int {
+	if len(c.calls) > 0 {
+		return c.prompt + c.callTokens()
+	}
+	return c.prompt + c.counter.Text(c.reply)
+}
 
 // completion is a 200 chat completion with the given content.
 func (c *call) completion(content string) response {
@@ -136,17 +170,28 @@ func (c *call) completion(content string) response {
 // completionWith is a 200 chat completion with the given content and
 // finish_reason, and without a usage object when withUsage is false.
 func (c *call) completionWith(content, finish string, withUsage bool) response {
-	u := usage{PromptTokens: c.prompt, CompletionTokens: c.counter.Text(content)}
+	msg := replyMessage{Role: "assistant", Content: &content}
+	return c.chatCompletion(msg, finish, c.counter.Text(content), withUsage)
+}
+
+// replyMessage is the assistant message of a chat completion. Content is
+// null when the message makes tool calls, as OpenAI sends it.
+type replyMessage struct {
+	Role      string           `json:"role"`
+	Content   *string          `json:"content"`
+	ToolCalls []tasks.ToolCall `json:"tool_calls,omitempty"`
+}
+
+// chatCompletion is a 200 chat completion of msg, whose completion tokens
+// are given.
+func (c *call) chatCompletion(msg replyMessage, finish string, completionTokens int, withUsage bool) response {
+	u := usage{PromptTokens: c.prompt, CompletionTokens: completionTokens}
 	u.TotalTokens = u.PromptTokens + u.CompletionTokens
-	type message struct {
-		Role    string `json:"role"`
-		Content string `json:"content"`
-	}
 	type choice struct {
-		Index        int     `json:"index"`
-		Message      message `json:"message"`
-		Logprobs     any     `json:"logprobs"`
-		FinishReason string  `json:"finish_reason"`
+		Index        int          `json:"index"`
+		Message      replyMessage `json:"message"`
+		Logprobs     any          `json:"logprobs"`
+		FinishReason string       `json:"finish_reason"`
 	}
 	var used *usage
 	if withUsage {
@@ -165,7 +210,7 @@ func (c *call) completionWith(content, finish string, withUsage bool) response {
 		Object:            "chat.completion",
 		Created:           c.created,
 		Model:             c.req.Model,
-		Choices:           []choice{{Message: message{Role: "assistant", Content: content}, FinishReason: finish}},
+		Choices:           []choice{{Message: msg, FinishReason: finish}},
 		Usage:             used,
 		SystemFingerprint: "fp_mockllm",
 	})
@@ -195,7 +240,10 @@ func (s *Server) answer(r *http.Request, now time.Time) response {
 	}
 	c.id = "chatcmpl-mock" + strconv.FormatUint(s.seq.Add(1), 10)
 
-	cost := c.prompt + c.counter.Text(c.reply)
+	// Directives are read now because the answer they choose sets the TPM
+	// cost; their errors answer in their turn below.
+	d, dirErr := c.directives()
+	cost := c.cost()
 	s.mu.Lock()
 	s.stats.ByContent[c.key]++
 	s.stats.TimesByContent[c.key] = append(s.stats.TimesByContent[c.key], now)
@@ -209,9 +257,8 @@ func (s *Server) answer(r *http.Request, now time.Time) response {
 		return errContextLength(s.cfg.contextLimit, c.prompt)
 	}
 
-	d, err := parseDirectives(c.last)
-	if err != nil {
-		return errInvalidRequest("mockllm: "+err.Error(), "messages")
+	if dirErr != nil {
+		return *dirErr
 	}
 	var code string
 	switch {
@@ -233,13 +280,27 @@ func (s *Server) answer(r *http.Request, now time.Time) response {
 		s.mu.Unlock()
 	}
 	if code == "" {
-		return c.completion(c.reply)
+		return c.success(true)
 	}
 	retryAfter := s.cfg.retryAfter
 	if d.hasRetryAfter {
 		retryAfter = d.retryAfter
 	}
 	return faultResponse(code, c, retryAfter)
+}
+
+// directives parses the directives of c's last user message and plans
+// c's answer with them; on failure it returns the 400 to send.
+func (c *call) directives() (directives, *response) {
+	d, err := parseDirectives(c.last)
+	if err == nil {
+		err = c.plan(d)
+	}
+	if err != nil {
+		resp := errInvalidRequest("mockllm: "+err.Error(), "messages")
+		return d, &resp
+	}
+	return d, nil
 }
 
 // limited returns the 429 of a call the RPM/TPM window did not admit.

@@ -11,10 +11,11 @@
 //     model (prompt with the chat message formula, completion as the
 //     reply's text). The reply is "mock:" + Key(last user message), or
 //     {"reply":"mock:<key>"} when response_format asks for json_object or
-//     json_schema. finish_reason is always "stop"; max_tokens and stop are
-//     validated but do not cut the reply. stream is rejected. Invalid JSON,
-//     a missing model, no messages or out-of-range options get OpenAI's 400
-//     invalid_request_error.
+//     json_schema. finish_reason is "stop", or "tool_calls" when the
+//     answer calls tools (see Tools); max_tokens and stop are validated but
+//     do not cut the reply. stream is rejected. Invalid JSON, a missing
+//     model, no messages, out-of-range options and tool calls that break
+//     OpenAI's message rules get OpenAI's 400 invalid_request_error.
 //   - GET /v1/models: OpenAI's list format (gpt-4o-mini, gpt-4o,
 //     gpt-4.1-mini, mock); any model is accepted by chat completions.
 //   - GET /admin/stats (?times=1 adds times_by_content), GET and PUT
@@ -34,6 +35,8 @@
 //   - #fail-first:N:CODE answers the first N calls for this content (counted
 //     per Key, from start or the last reset) with CODE, then succeeds.
 //   - #retry-after:S sets the Retry-After of a #fail 429 or a random 429.
+//   - #tools:NAME[,NAME...], #args:NAME:{json} and #tool-loop:NAME make a
+//     request with tools call them; see Tools.
 //
 // A call carrying #fail or #fail-first is never given a random fault, so
 // "#fail-first:2:500" is exactly two 500s then successes. An unknown code or
@@ -72,8 +75,63 @@
 //
 // DESIGN.md names 400 401 404 429 500 503 529 html502 and timeout; 403,
 // 502, 504, quota, overflow, filter, badjson, empty, html200, reset, length
-// and nousage are
-// extensions. Each code is also valid in the random fault mix.
+// and nousage are extensions. Each code is also valid in the random fault
+// mix.
+//
+// # Tools
+//
+// A request may carry OpenAI's tools, tool_choice and parallel_tool_calls,
+// and messages with tool_calls and tool replies. They are validated as
+// OpenAI does: each tool is {"type":"function","function":{"name",...}}
+// with a name matching ^[a-zA-Z0-9_-]{1,64}$; tool_choice is "none",
+// "auto", "required" or a named function among the tools; tool_choice and
+// parallel_tool_calls need tools; an assistant message's tool calls have
+// an id, type "function" and a name, and are followed by one tool message
+// per id ("An assistant message with 'tool_calls' must be followed by tool
+// messages responding to each 'tool_call_id'. The following tool_call_ids
+// did not have response messages: ..."); a tool message answers a pending
+// call of the assistant message before it, once ("Invalid parameter:
+// messages with role 'tool' must be a response to a preceeding message
+// with 'tool_calls'."). These rules hold with or without tools.
+//
+// In a request with tools, the directives of the last user message choose
+// the answer; "the step" is the number of assistant messages with
+// tool_calls after the last user message:
+//
+//   - #tools:NAME[,NAME...] at step 0: an assistant message with content
+//     null and one tool call per NAME, in order, finish_reason "tool_calls".
+//   - #tool-loop:NAME at every step: one call of NAME, so the loop never
+//     finishes on its own (a client's step limit must end it).
+//   - #args:NAME:{json} gives NAME's arguments: the JSON object after the
+//     second colon, up to its matching closing brace, sent as written.
+//     Otherwise the arguments are "{}". One #args per NAME counts, the first.
+//   - At a step above 0 (without #tool-loop), whatever the directives: a
+//     completion whose content is ToolReply of the tool results answering
+//     the last assistant message with tool_calls, in the order of its
+//     calls, i.e. "mock:" + Key(results joined by "|"), finish_reason
+//     "stop", wrapped in {"reply":...} when JSON is asked.
+//
+// Call ids are ToolCallID(Key(last user message), NAME, index, step):
+// "call_" and the first 16 hex digits of the SHA-256 of those four joined
+// by NUL bytes, index being the call's position in its message, so they
+// repeat across runs and differ per step. tool_choice "none" suppresses the
+// calls (the answer is then the plain reply, or the tool reply at a step
+// above 0); "required", a named function and parallel_tool_calls are
+// accepted and change nothing: the directives decide. A request without
+// tools ignores these directives. A directive's NAME that is not among the
+// request's tools, #tools together with #tool-loop, an #args whose NAME no
+// #tools or #tool-loop calls and an #args whose JSON is invalid are 400s
+// naming them.
+//
+// #fail and #fail-first, and random faults, apply to tool steps as to any
+// call, before the tool answer: #fail-first:1:500 fails the first step of
+// a conversation only, since its calls share the last user message. The
+// content faults (badjson, empty, length) answer text in place of tool
+// calls; nousage keeps the tool calls and drops usage. Prompt tokens are
+// Counter.Messages of package tokens, as for any call; the completion
+// tokens of tool calls are the tokens of the tool_calls array's JSON (what
+// the answer carries, stable and growing with the arguments). Stats key
+// every step under the last user message's Key.
 //
 // # Random faults
 //
@@ -92,9 +150,9 @@
 // RPM and TPM are enforced over a sliding 60 s window of admitted calls,
 // those that passed the check, whatever their outcome afterwards (a
 // #fail:500 call spends the budget as a real one would). A call's TPM cost
-// is its prompt tokens plus the completion tokens of its success reply; the
-// reply is known before answering, so the charge is exact and max_tokens is
-// not reserved. A call over a limit gets a 429 rate_limit_exceeded (type
+// is its prompt tokens plus the completion tokens of its success reply (or
+// tool calls); the reply is known before answering, so the charge is exact
+// and max_tokens is not reserved. A call over a limit gets a 429 rate_limit_exceeded (type
 // "requests" for RPM, "tokens" for TPM) whose Retry-After is the whole
 // seconds, rounded up, until enough of the window has expired for it to
 // pass, at least 1 and at least Config.RetryAfter. A call whose cost alone

@@ -106,7 +106,7 @@ func faultResponse(code string, c *call, retryAfter int) response {
 	case CodeNoUsage:
 		// Self-hosted servers (some vLLM, llama.cpp and proxy setups) send
 		// no usage: nothing is counted.
-		return c.completionWith(c.reply, "stop", false)
+		return c.success(false)
 	case CodeTimeout:
 		return response{hold: true}
 	case CodeReset:

@@ -6,11 +6,29 @@ import (
 	"encoding/json"
 )
 
-// Message is one chat message of an item.
+// Message is one chat message of an item. An assistant message may carry
+// tool calls (its content then often empty); a "tool" message answers one
+// of them by ToolCallID.
 type Message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-	Name    string `json:"name,omitempty"`
+	Role       string     `json:"role"`
+	Content    string     `json:"content"`
+	Name       string     `json:"name,omitempty"`
+	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string     `json:"tool_call_id,omitempty"`
+}
+
+// ToolCall is one call to a tool asked for by the model, in OpenAI's shape.
+type ToolCall struct {
+	ID       string       `json:"id"`
+	Type     string       `json:"type"`
+	Function FunctionCall `json:"function"`
+}
+
+// FunctionCall names the tool and carries its arguments as the JSON text
+// the model wrote (not necessarily valid).
+type FunctionCall struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
 }
 
 // ResponseFormat asks the provider for a format; Type "json_object" makes
@@ -32,6 +50,14 @@ type Item struct {
 	Stop           []string        `json:"stop,omitempty"`
 	Seed           *int            `json:"seed,omitempty"`
 	ResponseFormat *ResponseFormat `json:"response_format,omitempty"`
+	// Tools narrows the job's tools for this item, by name; empty means all
+	// of the job's tools.
+	Tools []string `json:"tools,omitempty"`
+	// ToolChoice is OpenAI's tool_choice ("none", "auto", "required" or a
+	// named function), passed through as given.
+	ToolChoice json.RawMessage `json:"tool_choice,omitempty"`
+	// ParallelToolCalls is OpenAI's parallel_tool_calls, when set.
+	ParallelToolCalls *bool `json:"parallel_tool_calls,omitempty"`
 	// Metadata is passed through to results untouched (compact JSON).
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 	// Fields are the item's original input fields (CSV columns or JSON keys,

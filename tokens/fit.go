@@ -75,20 +75,42 @@ func (c Counter) Fit(msgs []tasks.Message, limit int) (FitResult, error) {
 
 	// Drop the oldest messages that are neither instructions nor part of
 	// the last exchange, until the rest fits.
+	// A model's tool calls and the tool replies that follow them are one
+	// group, dropped whole or kept whole (a provider refuses a reply
+	// without its call); every group but the last may go, oldest first.
 	start := lastExchange(msgs)
+	lastGroup := -1
+	for i, m := range msgs {
+		if len(m.ToolCalls) > 0 {
+			lastGroup = i
+		}
+	}
 	out := make([]tasks.Message, 0, len(msgs))
 	var outCosts, outContents []int
+	inGroup, dropGroup := false, false
 	for i, m := range msgs {
-		if total > limit && i < start && !isInstruction(m.Role) {
-			total -= costs[i]
-			continue
+		if m.Role == "tool" && inGroup {
+			if dropGroup {
+				total -= costs[i]
+				continue
+			}
+		} else {
+			head := len(m.ToolCalls) > 0
+			inGroup, dropGroup = head, false
+			droppable := (i < start && !isInstruction(m.Role)) || (head && i != lastGroup)
+			if total > limit && droppable {
+				dropGroup = head
+				total -= costs[i]
+				continue
+			}
 		}
 		out = append(out, m)
 		outCosts = append(outCosts, costs[i])
 		outContents = append(outContents, contents[i])
 	}
 
-	// Trim user messages, the longest first, until the rest fits.
+	// Trim user messages and tool replies, the longest first, until the
+	// rest fits.
 	done := make([]bool, len(out)) // trimmed, or not worth trimming
 	for total > limit {
 		j := longestUser(out, outContents, done)
@@ -142,12 +164,12 @@ func lastExchange(msgs []tasks.Message) int {
 	return i
 }
 
-// longestUser returns the index of the user message with the most content
-// tokens among those not done, the earliest on a tie, or -1.
+// longestUser returns the index of the user message or tool reply with the
+// most content tokens among those not done, the earliest on a tie, or -1.
 func longestUser(msgs []tasks.Message, contents []int, done []bool) int {
 	best := -1
 	for i, m := range msgs {
-		if m.Role == "user" && !done[i] && (best < 0 || contents[i] > contents[best]) {
+		if (m.Role == "user" || (m.Role == "tool" && m.ToolCallID != "")) && !done[i] && (best < 0 || contents[i] > contents[best]) {
 			best = i
 		}
 	}

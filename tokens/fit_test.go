@@ -3,6 +3,7 @@ package tokens
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -168,7 +169,7 @@ func TestFit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(tt.msgs, input) {
+			if !reflect.DeepEqual(tt.msgs, input) {
 				t.Fatal("Fit modified its input")
 			}
 			checkFit(t, c, tt.msgs, tt.limit, res)
@@ -182,7 +183,7 @@ func TestFit(t *testing.T) {
 				got := res.Messages[i]
 				switch w := w.(type) {
 				case tasks.Message:
-					if got != w {
+					if !reflect.DeepEqual(got, w) {
 						t.Errorf("message %d = %s %.40q, want %s %.40q", i, got.Role, got.Content, w.Role, w.Content)
 					}
 				case trimmed:
@@ -203,7 +204,7 @@ func TestFit(t *testing.T) {
 			t.Fatal(err)
 		}
 		res.Messages[0].Content = "changed"
-		if msgs[0] != sys {
+		if !reflect.DeepEqual(msgs[0], sys) {
 			t.Error("changing the result changed the input")
 		}
 	})
@@ -243,7 +244,7 @@ func TestFit(t *testing.T) {
 		if res.Before < 100_000 || res.After < 7990 || !res.Truncated {
 			t.Errorf("Before %d, After %d, Truncated %t; want over 100000, just under 8000, true", res.Before, res.After, res.Truncated)
 		}
-		if got := res.Messages; len(got) != 3 || got[1] != instructions || !strings.HasSuffix(got[2].Content, TruncationMarker) {
+		if got := res.Messages; len(got) != 3 || !reflect.DeepEqual(got[1], instructions) || !strings.HasSuffix(got[2].Content, TruncationMarker) {
 			t.Errorf("kept %v, want the system message, the instructions and the trimmed document", roles(got))
 		}
 	})
@@ -267,7 +268,7 @@ func TestFit(t *testing.T) {
 			if !errors.Is(err, ErrCannotFit) {
 				t.Fatalf("Fit = %v, %v; want ErrCannotFit", res, err)
 			}
-			if !slices.Equal(tt.msgs, input) {
+			if !reflect.DeepEqual(tt.msgs, input) {
 				t.Fatal("Fit modified its input")
 			}
 			if res.Messages != nil || res.Before != size(tt.msgs) || res.After <= tt.limit {

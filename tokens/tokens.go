@@ -114,11 +114,26 @@ func (c Counter) message(m tasks.Message) int {
 	return c.overhead(m) + c.Text(m.Content)
 }
 
-// overhead returns the tokens a message adds besides its content.
+// overhead returns the tokens a message adds besides its content: its
+// role, name, tool calls and the id of the call it answers.
 func (c Counter) overhead(m tasks.Message) int {
 	n := perMessage + c.Text(m.Role)
 	if m.Name != "" {
 		n += perName + c.Text(m.Name)
+	}
+	if m.ToolCallID != "" {
+		n += c.Text(m.ToolCallID)
+	}
+	return n + c.ToolCalls(m.ToolCalls)
+}
+
+// ToolCalls returns the tokens of tool calls, counted as their ids, names
+// and arguments (OpenAI does not publish its exact rule; this is close and
+// never below it by much).
+func (c Counter) ToolCalls(calls []tasks.ToolCall) int {
+	n := 0
+	for _, tc := range calls {
+		n += perMessage + c.Text(tc.ID) + c.Text(tc.Function.Name) + c.Text(tc.Function.Arguments)
 	}
 	return n
 }
@@ -133,6 +148,10 @@ func AtMost(msgs []tasks.Message) int {
 		n += perMessage + len(m.Role) + len(m.Content)
 		if m.Name != "" {
 			n += perName + len(m.Name)
+		}
+		n += len(m.ToolCallID)
+		for _, tc := range m.ToolCalls {
+			n += perMessage + len(tc.ID) + len(tc.Function.Name) + len(tc.Function.Arguments)
 		}
 	}
 	return n

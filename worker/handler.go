@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"github.com/llmfleet/llmfleet/agent"
 	"log/slog"
 	"sync"
 	"time"
@@ -14,10 +15,11 @@ import (
 	"github.com/llmfleet/llmfleet/tasks"
 )
 
-// Completer makes one provider call for an item. *provider.Client is the
-// implementation; every failure it returns is a *provider.Error.
+// Completer makes one provider call for an item, offering the model tools
+// when given. *provider.Client is the implementation; every failure it
+// returns is a *provider.Error.
 type Completer interface {
-	Complete(ctx context.Context, it *tasks.Item, model string) (*provider.Completion, error)
+	Complete(ctx context.Context, it *tasks.Item, model string, tools ...agent.Tool) (*provider.Completion, error)
 }
 
 // Handler processes llm:item tasks: one attempt per run (item.go).
@@ -28,6 +30,7 @@ type Handler struct {
 	metrics *Metrics
 	now     func() time.Time
 	guard   *guard
+	tools   *agent.Runner
 	// inspector tells a task run from asynq's archive from a re-dispatch.
 	inspector *asynq.Inspector
 	// builtin is the model table of jobs that override nothing.
@@ -50,6 +53,6 @@ func NewHandler(store *checkpoint.Store, client Completer, log *slog.Logger, m *
 	if g == nil {
 		g = &guard{}
 	}
-	return &Handler{store: store, client: client, log: log, metrics: m, now: time.Now, guard: g,
+	return &Handler{store: store, client: client, log: log, metrics: m, now: time.Now, guard: g, tools: &agent.Runner{Log: log},
 		builtin: models.Builtin(), expired: map[string]bool{}, noted: map[string]bool{}}
 }

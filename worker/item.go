@@ -42,6 +42,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/llmfleet/llmfleet/agent"
 	"github.com/llmfleet/llmfleet/checkpoint"
 	"github.com/llmfleet/llmfleet/models"
 	"github.com/llmfleet/llmfleet/provider"
@@ -132,6 +133,9 @@ type attempt struct {
 	// unsent says a call is counted in the item's budget but has not gone
 	// out: an attempt that ends now gives it back.
 	unsent bool
+	// prior is the provider calls an agent item's committed steps made,
+	// added to the attempts its failure records.
+	prior int
 }
 
 // begin claims the item. Without RPM/TPM limits it also counts the call
@@ -183,12 +187,38 @@ func (a *attempt) run(ctx context.Context) error {
 		model = pol.Model
 	}
 
-	// 3. The context window.
-	fit, err := a.preflight(&it, model)
-	if err != nil {
-		return a.fail(ctx, a.newFailure(provider.ContextOverflow, err.Error(), c.Calls, 0), true)
+	if pol.Agent() {
+		return a.runAgent(ctx, &it, model)
 	}
-	send := it
+	ans, err := a.callModel(ctx, &it, model, nil)
+	if ans == nil {
+		return err
+	}
+	return a.commit(context.WithoutCancel(ctx), &it, ans.comp, ans.calls, &ans.fit, model)
+}
+
+// answered is a model call that succeeded.
+type answered struct {
+	comp  *provider.Completion
+	fit   fitted
+	calls int // the step's provider calls, this one included
+}
+
+// callModel makes the item's model call, steps 3 to 7 but the commit:
+// the window, the guards, the call, and what follows a failure. It returns
+// the answer, or nil and what ProcessTask returns when the attempt ended
+// without one (recorded already: a retry, a failure, a wait, a release).
+func (a *attempt) callModel(ctx context.Context, it *tasks.Item, model string, tools []agent.Tool) (*answered, error) {
+	h := a.h
+	c := a.claimed
+	pol := c.Policy
+
+	// 3. The context window.
+	fit, err := a.preflight(it, model)
+	if err != nil {
+		return nil, a.fail(ctx, a.newFailure(provider.ContextOverflow, err.Error(), c.Calls, 0), true)
+	}
+	send := *it
 	send.Messages = fit.messages
 
 	calls := c.Call // counted by Begin, or by StartCall below
@@ -196,10 +226,10 @@ func (a *attempt) run(ctx context.Context) error {
 		// 4. The fleet's limiter and breaker.
 		pass, wait, err := h.guard.admit(ctx, a, &send, fit.tokens, model, pol.Timeout)
 		if err != nil {
-			return a.release(ctx, err, nil, time.Second)
+			return nil, a.release(ctx, err, nil, time.Second)
 		}
 		if wait > 0 {
-			return a.release(ctx, errWaiting, nil, wait)
+			return nil, a.release(ctx, errWaiting, nil, wait)
 		}
 		if !a.unsent {
 			// With limits, the call is counted once the limiter let it go.
@@ -209,24 +239,24 @@ func (a *attempt) run(ctx context.Context) error {
 			}
 			switch {
 			case errors.Is(err, checkpoint.ErrJobEnded):
-				return a.jobEnded(ctx)
+				return nil, a.jobEnded(ctx)
 			case errors.Is(err, checkpoint.ErrBudgetSpent):
-				return a.spent(ctx)
+				return nil, a.spent(ctx)
 			case errors.Is(err, checkpoint.ErrClaimLost):
-				return nil
+				return nil, nil
 			case err != nil:
-				return a.release(ctx, err, nil, time.Second)
+				return nil, a.release(ctx, err, nil, time.Second)
 			}
 			calls, a.unsent = n, true
 		}
 		if ctx.Err() != nil {
 			// Stopping before the call went out: it is given back.
 			h.guard.abandon(context.WithoutCancel(ctx), a, pass)
-			return a.release(ctx, ctx.Err(), nil, time.Second)
+			return nil, a.release(ctx, ctx.Err(), nil, time.Second)
 		}
 
 		// 5. The call.
-		comp, pe := a.call(ctx, &send, pol)
+		comp, pe := a.call(ctx, &send, pol, tools)
 		a.unsent = false
 		stopping := ctx.Err() != nil
 		bg := context.WithoutCancel(ctx) // what was paid for is recorded even when stopping
@@ -258,27 +288,27 @@ func (a *attempt) run(ctx context.Context) error {
 		switch n.action {
 		case actCommit:
 			h.metrics.calls.WithLabelValues("ok").Inc()
-			return a.commit(bg, &it, comp, calls, &fit, model)
+			return &answered{comp: comp, fit: fit, calls: calls}, nil
 		case actRelease:
 			// The worker is shutting down (or asynq gave up on the task):
 			// asynq requeues the task; the item goes back without a verdict.
-			return a.release(ctx, ctx.Err(), nil, time.Second)
+			return nil, a.release(ctx, ctx.Err(), nil, time.Second)
 		case actExpire:
-			return a.expire(ctx)
+			return nil, a.expire(ctx)
 		case actFail:
-			return a.fail(ctx, a.failureOf(pe, n.reason, calls), true)
+			return nil, a.fail(ctx, a.failureOf(pe, n.reason, calls), true)
 		case actRetry:
 			last := a.failureOf(pe, n.reason, calls)
 			err := a.durably(bg, func(ctx context.Context) error { return h.store.Release(ctx, a.job, a.id, a.token, last) })
 			if err != nil && !errors.Is(err, checkpoint.ErrClaimLost) {
-				return err
+				return nil, err
 			}
 			a.log().Debug("attempt failed, will retry", "class", pe.Class, "attempt", calls, "delay", n.delay)
 			h.metrics.retries.WithLabelValues(string(pe.Class)).Inc()
-			return &RetryError{Err: pe, Delay: n.delay}
+			return nil, &RetryError{Err: pe, Delay: n.delay}
 		case actShrink:
-			if err := a.shrink(&it, &send, model, &fit, pe); err != nil {
-				return a.fail(ctx, a.failureOf(pe, err.Error(), calls), true)
+			if err := a.shrink(it, &send, model, &fit, pe); err != nil {
+				return nil, a.fail(ctx, a.failureOf(pe, err.Error(), calls), true)
 			}
 			a.log().Info("context overflow reported by the provider: prompt shrunk, calling again", "tokens_dropped", fit.dropped)
 			// The next turn of the loop counts the call (StartCall).
@@ -288,11 +318,11 @@ func (a *attempt) run(ctx context.Context) error {
 
 // call makes the provider call under the attempt's timeout and the job's
 // deadline. Every failure is classified.
-func (a *attempt) call(ctx context.Context, send *tasks.Item, pol checkpoint.Policy) (*provider.Completion, *provider.Error) {
+func (a *attempt) call(ctx context.Context, send *tasks.Item, pol checkpoint.Policy, tools []agent.Tool) (*provider.Completion, *provider.Error) {
 	callCtx, cancel := attemptContext(ctx, pol)
 	defer cancel()
 	start := a.h.now()
-	comp, err := a.h.client.Complete(callCtx, send, pol.Model)
+	comp, err := a.h.client.Complete(callCtx, send, pol.Model, tools...)
 	a.h.metrics.callSeconds.Observe(a.h.now().Sub(start).Seconds())
 	if err == nil {
 		return comp, nil
@@ -366,7 +396,7 @@ func (a *attempt) jobEnded(ctx context.Context) error {
 // failed from its last retryable failure.
 func (a *attempt) newFailure(class provider.Class, reason string, attempts, status int) *checkpoint.Failure {
 	now := a.h.now()
-	f := &checkpoint.Failure{Class: string(class), Reason: reason, Attempts: attempts, Status: status, FirstFailed: now, LastFailed: now}
+	f := &checkpoint.Failure{Class: string(class), Reason: reason, Attempts: attempts + a.prior, Status: status, FirstFailed: now, LastFailed: now}
 	if le := a.claimed.LastErr; le != nil && !le.FirstFailed.IsZero() {
 		f.FirstFailed = le.FirstFailed
 	}

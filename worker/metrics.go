@@ -14,6 +14,9 @@ type Metrics struct {
 	duplicates  prometheus.Counter
 	callSeconds prometheus.Histogram
 
+	toolRuns *prometheus.CounterVec
+	steps    prometheus.Counter
+
 	waits              *prometheus.CounterVec
 	breakerTransitions *prometheus.CounterVec
 }
@@ -46,6 +49,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Provider call latency.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
 		}),
+		toolRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llmfleet_tool_calls_total",
+			Help: "Agent items' tool calls by tool and outcome: ok, to_model (a 4xx or invalid arguments sent back to the model), failed.",
+		}, []string{"tool", "outcome"}),
+		steps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "llmfleet_agent_steps_total",
+			Help: "Agent items' steps committed by this worker (model answers and tool results).",
+		}),
 		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llmfleet_waits_total",
 			Help: "Tasks delayed without spending an attempt, by what they wait for (breaker, limiter).",
@@ -56,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"to"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.calls, m.retries, m.items, m.skipped, m.duplicates, m.callSeconds, m.waits, m.breakerTransitions)
+		reg.MustRegister(m.calls, m.retries, m.items, m.skipped, m.duplicates, m.callSeconds, m.waits, m.breakerTransitions, m.toolRuns, m.steps)
 	}
 	return m
 }

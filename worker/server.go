@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"github.com/llmfleet/llmfleet/agent"
 	"context"
 	"errors"
 	"fmt"
@@ -57,6 +58,12 @@ type Config struct {
 	// (group commit; see checkpoint.DefaultLinger). Default 2ms; negative
 	// turns the wait off (concurrent ones still share runs).
 	BatchLinger time.Duration
+	// Tools are Go functions agent items may call, by tool name: a tool
+	// of the job's tools file without a url runs the function of its name.
+	Tools map[string]agent.Func
+	// ToolEnv expands ${VAR} in HTTP tools' urls and headers; nil means
+	// the process environment.
+	ToolEnv func(string) (string, bool)
 }
 
 func (c *Config) setDefaults() {
@@ -183,6 +190,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	g.limiter = ratelimit.New(rdb, ratelimit.ProviderKey(base, cfg.Provider.APIKey), ratelimit.Limits{RPM: cfg.RPM, TPM: cfg.TPM})
 	h := NewHandler(checkpoint.New(rdb).WithLinger(cfg.BatchLinger), completer, cfg.Logger, m, g)
 	h.inspector = asynq.NewInspectorFromRedisClient(rdb)
+	h.tools = &agent.Runner{Funcs: cfg.Tools, LookupEnv: cfg.ToolEnv, Log: cfg.Logger}
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/llmfleet/llmfleet/agent"
 	"io"
 	"log/slog"
 	"os"
@@ -103,7 +104,8 @@ type runFlags struct {
 	strict, jsonOut, jsonOutput, embedded                          bool
 	simFaults                                                      string
 	contextLimit, reserveOutput                                    int
-	onOverflow, modelsFile                                         string
+	onOverflow, modelsFile, toolsFile                              string
+	maxSteps, maxTranscriptBytes                                   int
 	budgetUSD                                                      float64
 	budgetTokens                                                   int64
 }
@@ -157,6 +159,9 @@ interrupted).`,
 	fl.StringVar(&f.modelsFile, "models", "", "JSON file overriding the model table: {\"model\": {\"context_window\", \"max_output\", \"input_usd_per_mtok\", \"output_usd_per_mtok\"}}")
 	fl.Float64Var(&f.budgetUSD, "budget-usd", 0, "pause the job when its estimated cost reaches this many dollars (0 = no budget)")
 	fl.Int64Var(&f.budgetTokens, "budget-tokens", 0, "pause the job when it has used this many tokens, prompt and completion (0 = no budget)")
+	fl.StringVar(&f.toolsFile, "tools", "", "JSON file of tools the model may call: every item becomes an agent run (see README, Agent items)")
+	fl.IntVar(&f.maxSteps, "max-steps", checkpoint.DefaultMaxSteps, "agent items: model calls per item at most; past it the item fails max_steps")
+	fl.IntVar(&f.maxTranscriptBytes, "max-transcript-bytes", checkpoint.DefaultMaxTranscriptBytes, "agent items: transcript size at most; past it the item fails too_large")
 	fl.StringVar(&f.simFaults, "sim-faults", "", "with --embedded and the simulator: random fault mix (default "+embedded.DemoFaults+"; none for no faults)")
 	return c
 }
@@ -172,6 +177,20 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 		Timeout: f.timeout, Retention: f.retention,
 		ContextLimit: f.contextLimit, ReserveOutput: f.reserveOutput, OnOverflow: checkpoint.Overflow(f.onOverflow),
 		BudgetUSD: f.budgetUSD, BudgetTokens: f.budgetTokens,
+	}
+	if f.toolsFile != "" {
+		b, err := os.ReadFile(f.toolsFile)
+		if err != nil {
+			return usage("--tools: %v", err)
+		}
+		tools, err := agent.ParseTools(b)
+		if err != nil {
+			return usage("--tools %s: %v", f.toolsFile, err)
+		}
+		pol.Tools = tools
+	}
+	if pol.Agent() || c.Flags().Changed("max-steps") || c.Flags().Changed("max-transcript-bytes") {
+		pol.MaxSteps, pol.MaxTranscriptBytes = f.maxSteps, f.maxTranscriptBytes
 	}
 	if f.modelsFile != "" {
 		fh, err := os.Open(f.modelsFile)
@@ -373,9 +392,9 @@ func (a *app) printStatus(asJSON bool, s jobs.Status) {
 }
 
 func (a *app) exportCmd() *cobra.Command {
-	var job, out, failed string
+	var job, out, failed, transcripts string
 	c := &cobra.Command{
-		Use:   "export --job NAME [--out FILE|-] [--failed FILE.csv]",
+		Use:   "export --job NAME [--out FILE|-] [--failed FILE.csv] [--transcripts FILE.jsonl]",
 		Short: "Write results as JSONL in input order, and failed items as CSV",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -414,11 +433,26 @@ func (a *app) exportCmd() *cobra.Command {
 				}
 				fmt.Fprintf(a.env.Stderr, "exported %d failed items to %s\n", n, failed)
 			}
+			if transcripts != "" {
+				w, closeT, err := a.output(transcripts)
+				if err != nil {
+					return err
+				}
+				n, err := jobs.ExportTranscripts(ctx, d.Store, job, w)
+				if cerr := closeT(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.env.Stderr, "exported %d transcripts to %s\n", n, transcripts)
+			}
 			return nil
 		},
 	}
 	c.Flags().StringVar(&job, "job", "", "job name")
 	c.Flags().StringVar(&out, "out", "-", "results file (- for standard output)")
+	c.Flags().StringVar(&transcripts, "transcripts", "", "also write each finished item's messages and steps as JSONL {id, status, messages} (agent items)")
 	c.Flags().StringVar(&failed, "failed", "", "also write failed items to this CSV file")
 	return c
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -92,7 +93,7 @@ status, first_failed_at, last_failed_at}]}.`,
 
 func classList() string {
 	var s []string
-	for _, c := range provider.Classes {
+	for _, c := range append(slices.Clone(provider.Classes), provider.AgentClasses...) {
 		s = append(s, string(c))
 	}
 	return strings.Join(s, ", ")
