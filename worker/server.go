@@ -1,10 +1,10 @@
 package worker
 
 import (
-	"github.com/llmfleet/llmfleet/agent"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/llmfleet/llmfleet/agent"
 	"log/slog"
 	"net"
 	"net/http"
