@@ -249,6 +249,10 @@ func (r *Runner) post(ctx context.Context, t *Tool, c Call) (string, error) {
 	if len(missing) > 0 {
 		return "", &finalError{fmt.Errorf("%s not set in this worker's environment (used by the tool's url or headers)", strings.Join(missing, ", "))}
 	}
+	if !httpURL(target) {
+		// The expanded url may hold a secret: name the template only.
+		return "", &finalError{fmt.Errorf("url %q is not an http or https url once expanded", t.URL)}
+	}
 	body, err := json.Marshal(c)
 	if err != nil {
 		return "", &finalError{err}

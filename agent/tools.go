@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"regexp"
@@ -96,20 +97,24 @@ type Duration time.Duration
 // MarshalJSON writes the duration as text.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-// UnmarshalJSON reads "30s", or a number of seconds.
+// UnmarshalJSON reads "30s", or a number of seconds; null leaves the
+// duration as it is (as encoding/json does for its own types).
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		return nil
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		var secs float64
 		if json.Unmarshal(b, &secs) != nil {
-			return fmt.Errorf("want a duration like \"30s\", got %s", b)
+			return &durationError{fmt.Sprintf("want a duration like \"30s\", got %s", b)}
 		}
 		*d = Duration(secs * float64(time.Second))
 		return nil
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("want a duration like \"30s\", got %q", s)
+		return &durationError{fmt.Sprintf("want a duration like \"30s\", got %q", s)}
 	}
 	*d = Duration(v)
 	return nil
@@ -143,6 +148,9 @@ func ParseTools(b []byte) ([]Tool, error) {
 		if err := dec.Decode(&doc); err != nil {
 			return nil, fmt.Errorf(`tools file must be {"tools": [...]}: %w`, err)
 		}
+		if _, err := dec.Token(); err != io.EOF {
+			return nil, errors.New(`tools file must be {"tools": [...]}: unexpected text after it`)
+		}
 	}
 	if len(doc.Tools) == 0 {
 		return nil, errors.New("tools file declares no tools")
@@ -154,13 +162,19 @@ func ParseTools(b []byte) ([]Tool, error) {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&t); err != nil {
-			return nil, fmt.Errorf("tools[%d]: %w", i, err)
+			// Name the tool even when its other fields do not decode.
+			var named struct {
+				Name string `json:"name"`
+			}
+			_ = json.Unmarshal(raw, &named)
+			var de *durationError
+			if errors.As(err, &de) {
+				err = fmt.Errorf("timeout: %w", err) // a Tool's only Duration
+			}
+			return nil, fmt.Errorf("%s: %w", toolRef(i, named.Name), err)
 		}
 		if err := t.validate(); err != nil {
-			if t.Name != "" {
-				return nil, fmt.Errorf("tools[%d] (%s): %w", i, t.Name, err)
-			}
-			return nil, fmt.Errorf("tools[%d]: %w", i, err)
+			return nil, fmt.Errorf("%s: %w", toolRef(i, t.Name), err)
 		}
 		if seen[t.Name] {
 			return nil, fmt.Errorf("tools[%d]: tool %q is declared twice", i, t.Name)
@@ -170,6 +184,19 @@ func ParseTools(b []byte) ([]Tool, error) {
 	}
 	return out, nil
 }
+
+// toolRef names tools[i] in an error, with its name when it has one.
+func toolRef(i int, name string) string {
+	if name != "" {
+		return fmt.Sprintf("tools[%d] (%s)", i, name)
+	}
+	return fmt.Sprintf("tools[%d]", i)
+}
+
+// durationError is a Duration that does not parse.
+type durationError struct{ text string }
+
+func (e *durationError) Error() string { return e.text }
 
 func (t *Tool) validate() error {
 	if !toolName.MatchString(t.Name) {
@@ -207,14 +234,8 @@ func (t *Tool) validate() error {
 	case t.Kind() != ExecutorHTTP && len(t.Headers) > 0:
 		return errors.New("headers need a url")
 	}
-	if t.URL != "" {
-		// The scheme and host may come from the environment; whatever is
-		// literal must already look like an http(s) url.
-		probe := os.Expand(t.URL, func(string) string { return "x" })
-		u, err := url.Parse(probe)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("url must be an http or https url, got %q", t.URL)
-		}
+	if t.URL != "" && !plausibleURL(t.URL) {
+		return fmt.Errorf("url must be an http or https url, got %q", t.URL)
 	}
 	for _, name := range sortedKeys(t.Headers) {
 		v := t.Headers[name]
@@ -232,6 +253,25 @@ func (t *Tool) validate() error {
 		return fmt.Errorf("max_attempts must be at least 1, got %d", t.MaxAttempts)
 	}
 	return nil
+}
+
+// plausibleURL reports whether a tool's url template may be an http(s) url
+// once expanded. The scheme and host may come from the environment (a url
+// that starts with ${VAR}); whatever is literal must already look like an
+// http(s) url. A variable is probed as "0", which fits in a host, a port,
+// a path and a query alike. The expanded url is checked again when the
+// call is made.
+func plausibleURL(tmpl string) bool {
+	if strings.HasPrefix(tmpl, "$") {
+		return true
+	}
+	return httpURL(os.Expand(tmpl, func(string) string { return "0" }))
+}
+
+// httpURL reports an absolute http or https url.
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 func sortedKeys(m map[string]string) []string {
