@@ -69,12 +69,15 @@ type Job struct {
 	AwaitingInput int64
 	Rejected      int64
 	ProviderCalls int64
-	TokensIn      int64
-	TokensOut     int64
-	Duplicates    int64
-	CreatedAt     time.Time
-	StartedAt     time.Time
-	FinishedAt    time.Time
+	// ModelSteps and ToolRuns count agent items' committed model answers
+	// and tool runs.
+	ModelSteps, ToolRuns int64
+	TokensIn             int64
+	TokensOut            int64
+	Duplicates           int64
+	CreatedAt            time.Time
+	StartedAt            time.Time
+	FinishedAt           time.Time
 	// Endpoint is the breaker endpoint the job's calls go through, once a
 	// worker has made one.
 	Endpoint string
@@ -242,6 +245,7 @@ func parseJob(name string, m map[string]string, now time.Time) (Job, error) {
 	n := func(k string) int64 { v, _ := strconv.ParseInt(m[k], 10, 64); return v }
 	j.Total, j.Done, j.Failed, j.Active = n("total"), n("done"), n("failed"), n("active")
 	j.AwaitingInput, j.Rejected, j.ProviderCalls = n("awaiting_input"), n("rejected"), n("provider_calls")
+	j.ModelSteps, j.ToolRuns = n("model_steps"), n("tool_runs")
 	j.TokensIn, j.TokensOut, j.Duplicates = n("tokens_in"), n("tokens_out"), n("duplicates")
 	j.CreatedAt, j.StartedAt, j.FinishedAt = fromMS(m["created_at"]), fromMS(m["started_at"]), fromMS(m["finished_at"])
 	j.Endpoint = m[EndpointField]

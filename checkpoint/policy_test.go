@@ -50,6 +50,14 @@ func TestPolicyValidate(t *testing.T) {
 			"--budget-usd", "--budget-usd must not be negative, got -0.5"},
 		{"negative token budget", func(p *checkpoint.Policy) { p.BudgetTokens = -1 },
 			"--budget-tokens", "--budget-tokens must not be negative, got -1"},
+		{"negative max steps", func(p *checkpoint.Policy) { p.MaxSteps = -1 },
+			"--max-steps", "--max-steps must be at least 1, got -1"},
+		{"max transcript bytes below 1024", func(p *checkpoint.Policy) { p.MaxTranscriptBytes = 1023 },
+			"--max-transcript-bytes", "--max-transcript-bytes must be at least 1024, got 1023"},
+		{"max transcript bytes of 1", func(p *checkpoint.Policy) { p.MaxTranscriptBytes = 1 },
+			"--max-transcript-bytes", "--max-transcript-bytes must be at least 1024, got 1"},
+		{"negative max transcript bytes", func(p *checkpoint.Policy) { p.MaxTranscriptBytes = -1 },
+			"--max-transcript-bytes", "--max-transcript-bytes must be at least 1024, got -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -81,6 +89,8 @@ func TestPolicyValidateAccepts(t *testing.T) {
 		{"overflow fail", func(p *checkpoint.Policy) { p.OnOverflow = checkpoint.OverflowFail }},
 		{"backoff max equal to backoff min", func(p *checkpoint.Policy) { p.BackoffMax = p.BackoffMin }},
 		{"budgets of 0 (none)", func(p *checkpoint.Policy) { p.BudgetUSD, p.BudgetTokens = 0, 0 }},
+		{"agent limits of 0 (the defaults)", func(p *checkpoint.Policy) { p.MaxSteps, p.MaxTranscriptBytes = 0, 0 }},
+		{"one step, a 1024-byte transcript", func(p *checkpoint.Policy) { p.MaxSteps, p.MaxTranscriptBytes = 1, 1024 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -60,6 +60,11 @@ const (
 // of one step. It fails with ErrClaimLost when another attempt holds the
 // item.
 func (s *Store) AppendStep(ctx context.Context, name, id, token string, st Step) (Appended, error) {
+	if st.N < 1 {
+		// The script answers 'exists' for any n up to the count: a step
+		// without its number would be said committed and be lost.
+		return "", fmt.Errorf("commit step %d of item %q of job %q: steps are numbered from 1", st.N, id, name)
+	}
 	b, err := json.Marshal(st)
 	if err != nil {
 		return "", fmt.Errorf("commit step %d of item %q of job %q: %w", st.N, id, name, err)

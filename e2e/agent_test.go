@@ -39,7 +39,7 @@ type toolRun struct {
 	Args                               json.RawMessage
 }
 
-func newToolServer(t *testing.T) *toolServer {
+func newToolServer(t testing.TB) *toolServer {
 	ts := &toolServer{hold: map[string]chan struct{}{}, holding: make(chan string, 4), held: map[string]bool{}}
 	ts.Server = httptest.NewServer(http.HandlerFunc(ts.serve))
 	t.Cleanup(func() {
@@ -304,6 +304,12 @@ func TestAgentItemsRunToolsAndFinish(t *testing.T) {
 	st := f.status(t, "agents")
 	if st.Done != n+2 || st.Failed != 2 || st.Total != n+4 {
 		t.Errorf("status %+v, want %d done and 2 failed", st, n+2)
+	}
+	// Committed steps: a-items 2 answers and 2 results each, narrow and
+	// refused 2 and 1, the loop 3 and 3; the down tool's run failed, so
+	// only its call was committed.
+	if wantSteps, wantRuns := 2*n+2+2+1+3, 2*n+1+1+3; st.AgentSteps != wantSteps || st.ToolRuns != wantRuns {
+		t.Errorf("status shows %d agent steps and %d tool runs, want %d and %d", st.AgentSteps, st.ToolRuns, wantSteps, wantRuns)
 	}
 	if want := 2*n + 2 + 2 + 1 + 3; stats.Calls != want { // narrow 2, refused 2, down 1, loop 3
 		t.Errorf("simulator saw %d calls, want %d", stats.Calls, want)

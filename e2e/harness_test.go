@@ -251,6 +251,8 @@ type status struct {
 	Pending       int    `json:"pending"`
 	ProviderCalls int    `json:"provider_calls"`
 	Duplicates    int    `json:"duplicates"`
+	AgentSteps    int    `json:"agent_steps"`
+	ToolRuns      int    `json:"tool_runs"`
 }
 
 func (f *fleet) status(t *testing.T, job string) status {

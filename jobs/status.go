@@ -25,9 +25,13 @@ type Status struct {
 	Pending       int64  `json:"pending"`
 	Rejected      int64  `json:"rejected"`
 	ProviderCalls int64  `json:"provider_calls"`
-	TokensIn      int64  `json:"tokens_in"`
-	TokensOut     int64  `json:"tokens_out"`
-	Duplicates    int64  `json:"duplicates"`
+	// AgentSteps and ToolRuns are agent items' committed model answers and
+	// tool runs (0 for single prompts).
+	AgentSteps int64 `json:"agent_steps,omitempty"`
+	ToolRuns   int64 `json:"tool_runs,omitempty"`
+	TokensIn   int64 `json:"tokens_in"`
+	TokensOut  int64 `json:"tokens_out"`
+	Duplicates int64 `json:"duplicates"`
 	// CostUSD is the estimated cost so far (model price table).
 	CostUSD      float64 `json:"cost_usd"`
 	BudgetUSD    float64 `json:"budget_usd,omitempty"`
@@ -57,7 +61,7 @@ func NewStatus(j checkpoint.Job) Status {
 	s := Status{
 		Job: j.Name, State: string(j.State), Total: j.Total, Done: j.Done, Failed: j.Failed,
 		Active: j.Active, AwaitingInput: j.AwaitingInput, Pending: j.Pending(), Rejected: j.Rejected,
-		ProviderCalls: j.ProviderCalls, TokensIn: j.TokensIn, TokensOut: j.TokensOut, Duplicates: j.Duplicates,
+		ProviderCalls: j.ProviderCalls, AgentSteps: j.ModelSteps, ToolRuns: j.ToolRuns, TokensIn: j.TokensIn, TokensOut: j.TokensOut, Duplicates: j.Duplicates,
 		StartedAt: timePtr(j.StartedAt), FinishedAt: timePtr(j.FinishedAt), Deadline: timePtr(j.Policy.Deadline),
 		// No call made yet: the breaker of any endpoint starts closed.
 		Breaker: "closed",
@@ -114,6 +118,9 @@ func (s Status) ExitCode() int {
 func (s Status) Line() string {
 	line := fmt.Sprintf("%s: %s — %d/%d done, %d failed, %d active, %d pending, %d calls",
 		s.Job, s.State, s.Done, s.Total, s.Failed, s.Active, s.Pending, s.ProviderCalls)
+	if s.ToolRuns > 0 {
+		line += fmt.Sprintf(", %d tool runs", s.ToolRuns)
+	}
 	if s.CostUSD > 0 {
 		line += fmt.Sprintf(", ~$%.4f", s.CostUSD)
 	}

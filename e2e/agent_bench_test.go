@@ -1,0 +1,99 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// BenchmarkAgentItems runs agent items that call two HTTP tools each (two
+// model calls, two tool runs, four committed steps) and, on the same fleet
+// in the same run, as many single-prompt items, so the figures compare side
+// by side. It reports items/s for both, and the Redis memory an agent job
+// keeps: bytes per committed step (the steps hash) and per item (every key
+// of the job). The simulator and the tool server answer at once, so the
+// figures are the fleet's own overhead.
+func BenchmarkAgentItems(b *testing.B) {
+	benchNeedRedis(b)
+	const n = 2000
+	f := newBenchFleet(b)
+	ts := newToolServer(b)
+	tools := filepath.Join(b.TempDir(), "tools.json")
+	doc := fmt.Sprintf(`{"tools": [{"name": "check_disk", "url": "%[1]s/check_disk"}, {"name": "clean_logs", "url": "%[1]s/clean_logs"}]}`, ts.URL)
+	if err := os.WriteFile(tools, []byte(doc), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	write := func(name, directive string) string {
+		var sb strings.Builder
+		for i := range n {
+			fmt.Fprintf(&sb, `{"id": "%s%05d", "prompt": "host %d of %s %s"}`+"\n", name, i, i, name, directive)
+		}
+		path := filepath.Join(b.TempDir(), name+".jsonl")
+		if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		return path
+	}
+	agents, prompts := write("agents", "#tools:check_disk,clean_logs"), write("prompts", "")
+	f.worker(b)
+	b.ResetTimer()
+	var agentJob, promptJob string
+	for i := range b.N {
+		// The single-prompt job first, then the agent job, each timed
+		// from its enqueue to its last result.
+		agentJob, promptJob = fmt.Sprintf("agents-%d", i), fmt.Sprintf("prompts-%d", i)
+		t0 := time.Now()
+		if r := benchRun(b, f.env, "producer", "run", "--job", promptJob, prompts); r.code != 0 {
+			b.Fatalf("run prompts: exit %d: %s", r.code, r.stderr)
+		}
+		f.waitDone(b, promptJob, n, 100*time.Millisecond, 5*time.Minute)
+		prompt := float64(n) / time.Since(t0).Seconds()
+		t1 := time.Now()
+		if r := benchRun(b, f.env, "producer", "run", "--job", agentJob, "--tools", tools, agents); r.code != 0 {
+			b.Fatalf("run agents: exit %d: %s", r.code, r.stderr)
+		}
+		f.waitDone(b, agentJob, n, 100*time.Millisecond, 5*time.Minute)
+		agent := float64(n) / time.Since(t1).Seconds()
+		b.ReportMetric(agent, "agent_items/s")
+		b.ReportMetric(prompt, "prompt_items/s")
+		b.ReportMetric(agent/prompt, "agent/prompt")
+	}
+	b.StopTimer()
+	stepBytes, jobBytes := jobMemory(b, f.redis.Addr, agentJob)
+	b.ReportMetric(float64(stepBytes)/float64(4*n), "redis_bytes/step")
+	b.ReportMetric(float64(jobBytes)/float64(n), "redis_bytes/agent_item")
+	_, promptBytes := jobMemory(b, f.redis.Addr, promptJob)
+	b.ReportMetric(float64(promptBytes)/float64(n), "redis_bytes/prompt_item")
+	if got := ts.count(); got != 2*n*b.N {
+		b.Fatalf("tool server saw %d runs, want %d", got, 2*n*b.N)
+	}
+}
+
+// jobMemory is MEMORY USAGE of a job's steps hash and of all its keys.
+func jobMemory(b *testing.B, addr, job string) (steps, total int64) {
+	b.Helper()
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	iter := rdb.Scan(ctx, 0, "*{"+job+"}*", 100).Iterator()
+	for iter.Next(ctx) {
+		n, err := rdb.MemoryUsage(ctx, iter.Val(), 0).Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += n
+		if strings.HasSuffix(iter.Val(), ":steps") {
+			steps = n
+		}
+	}
+	if err := iter.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return steps, total
+}
