@@ -18,7 +18,7 @@ func asks(calls ...tasks.ToolCall) tasks.Message {
 	return tasks.Message{Role: "assistant", ToolCalls: calls}
 }
 
-func reply(id, s string) tasks.Message {
+func toolMsg(id, s string) tasks.Message {
 	return tasks.Message{Role: "tool", ToolCallID: id, Content: s}
 }
 
@@ -40,18 +40,18 @@ func TestNext(t *testing.T) {
 		{"item only", []tasks.Message{user("disk?")}, agent.CallModel, nil},
 		{"system and user", []tasks.Message{sys, user("disk?")}, agent.CallModel, nil},
 		{"two calls, no reply", []tasks.Message{user("q"), asks(a, b)}, agent.RunTools, []tasks.ToolCall{a, b}},
-		{"two calls, first replied", []tasks.Message{user("q"), asks(a, b), reply("call_a", "1")}, agent.RunTools, []tasks.ToolCall{b}},
-		{"two calls, second replied first", []tasks.Message{user("q"), asks(a, b), reply("call_b", "2")}, agent.RunTools, []tasks.ToolCall{a}},
-		{"two calls, both replied", []tasks.Message{user("q"), asks(a, b), reply("call_a", "1"), reply("call_b", "2")}, agent.CallModel, nil},
-		{"two calls, replied out of order", []tasks.Message{user("q"), asks(a, b), reply("call_b", "2"), reply("call_a", "1")}, agent.CallModel, nil},
-		{"three calls, middle replied", []tasks.Message{user("q"), asks(a, b, c), reply("call_b", "2")}, agent.RunTools, []tasks.ToolCall{a, c}},
-		{"reply to an unknown call", []tasks.Message{user("q"), asks(a, b), reply("call_x", "?")}, agent.RunTools, []tasks.ToolCall{a, b}},
+		{"two calls, first replied", []tasks.Message{user("q"), asks(a, b), toolMsg("call_a", "1")}, agent.RunTools, []tasks.ToolCall{b}},
+		{"two calls, second replied first", []tasks.Message{user("q"), asks(a, b), toolMsg("call_b", "2")}, agent.RunTools, []tasks.ToolCall{a}},
+		{"two calls, both replied", []tasks.Message{user("q"), asks(a, b), toolMsg("call_a", "1"), toolMsg("call_b", "2")}, agent.CallModel, nil},
+		{"two calls, replied out of order", []tasks.Message{user("q"), asks(a, b), toolMsg("call_b", "2"), toolMsg("call_a", "1")}, agent.CallModel, nil},
+		{"three calls, middle replied", []tasks.Message{user("q"), asks(a, b, c), toolMsg("call_b", "2")}, agent.RunTools, []tasks.ToolCall{a, c}},
+		{"reply to an unknown call", []tasks.Message{user("q"), asks(a, b), toolMsg("call_x", "?")}, agent.RunTools, []tasks.ToolCall{a, b}},
 		{"final answer", []tasks.Message{user("q"), answer("all good")}, agent.Finished, nil},
-		{"final answer after tools", []tasks.Message{user("q"), asks(a, b), reply("call_a", "1"), reply("call_b", "2"), answer("done")}, agent.Finished, nil},
-		{"second round pending", []tasks.Message{user("q"), asks(a), reply("call_a", "1"), asks(b, c)}, agent.RunTools, []tasks.ToolCall{b, c}},
-		{"second round half replied", []tasks.Message{user("q"), asks(a), reply("call_a", "1"), asks(b, c), reply("call_c", "3")}, agent.RunTools, []tasks.ToolCall{b}},
+		{"final answer after tools", []tasks.Message{user("q"), asks(a, b), toolMsg("call_a", "1"), toolMsg("call_b", "2"), answer("done")}, agent.Finished, nil},
+		{"second round pending", []tasks.Message{user("q"), asks(a), toolMsg("call_a", "1"), asks(b, c)}, agent.RunTools, []tasks.ToolCall{b, c}},
+		{"second round half replied", []tasks.Message{user("q"), asks(a), toolMsg("call_a", "1"), asks(b, c), toolMsg("call_c", "3")}, agent.RunTools, []tasks.ToolCall{b}},
 		{"user after an answer", []tasks.Message{user("q"), answer("a"), user("and now?")}, agent.CallModel, nil},
-		{"earlier messages carry tool calls", []tasks.Message{sys, user("q"), asks(a), reply("call_a", "1")}, agent.CallModel, nil},
+		{"earlier messages carry tool calls", []tasks.Message{sys, user("q"), asks(a), toolMsg("call_a", "1")}, agent.CallModel, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -73,7 +73,7 @@ func TestAnswer(t *testing.T) {
 	if got := agent.Answer(nil); got != "" {
 		t.Errorf("Answer(nil) = %q", got)
 	}
-	msgs := []tasks.Message{user("q"), asks(call("c1", "x", "{}")), reply("c1", "r"), answer("the answer")}
+	msgs := []tasks.Message{user("q"), asks(call("c1", "x", "{}")), toolMsg("c1", "r"), answer("the answer")}
 	if move, _ := agent.Next(msgs); move != agent.Finished {
 		t.Fatalf("move %d", move)
 	}

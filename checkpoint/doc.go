@@ -15,6 +15,7 @@
 //	llmfleet:{job}:result   hash  item id → result line (export JSON)
 //	llmfleet:{job}:failure  hash  item id → final failure record
 //	llmfleet:{job}:lasterr  hash  item id → last retryable failure
+//	llmfleet:{job}:steps    hash  agent items' steps: "c:ID" → step count, "N:ID" → step N (JSON)
 //	llmfleet:jobs           set   job names (the only key outside a job's slot)
 //
 // The keys of the fleet-wide breaker and rate limiter are spelled in keys.go
@@ -25,7 +26,7 @@
 //
 // job.go (jobs: open, snapshot, pause, budgets), policy.go (the policy and
 // its validation), item.go (an item's transitions: record, begin, commit,
-// fail, release), sweep.go (job-level ends: cancel, expire), replay.go
+// fail, release), steps.go (agent items' steps), sweep.go (job-level ends: cancel, expire), replay.go
 // (failed items back to pending), walk.go (reading items in input order),
 // keys.go (the key schema), scripts.go (the Lua scripts), coalesce.go
 // (group commit of the worker's transitions).
@@ -49,6 +50,12 @@
 //     re-dispatched elsewhere (lease expiry, shutdown requeue) cannot move the
 //     item back to pending or fail it under the new holder; its success is
 //     still kept, since a result is a result.
+//   - An agent item's steps are appended one at a time, numbered, under the
+//     claim (AppendStep): step N is written once, only by the attempt that
+//     holds the item, and only after step N-1. A model step adds its usage
+//     to the job's spend and starts the next step's call count from 0
+//     (--max-attempts bounds the failed calls of one step). A replay or an
+//     edit removes the item's steps, so its run starts over.
 //   - Whether an item is done is the checkpoint's answer, never asynq's.
 //   - The attempt budget (provider calls per item) is counted here, so asynq's
 //     retry counter, which also counts crashes and waits, is never trusted.

@@ -156,6 +156,16 @@ func lastExchange(msgs []tasks.Message) int {
 	if i < 0 {
 		for i = len(msgs) - 1; i >= 0 && isInstruction(msgs[i].Role); i-- {
 		}
+		// A tool reply is kept with the call it answers: the exchange
+		// starts at that call, else the call, older than the exchange,
+		// would be dropped and its replies with it.
+		j := i
+		for j > 0 && msgs[j].Role == "tool" {
+			j--
+		}
+		if j >= 0 && j < i && len(msgs[j].ToolCalls) > 0 {
+			i = j
+		}
 		return max(i, 0)
 	}
 	for i > 0 && (msgs[i-1].Role == "user" || isInstruction(msgs[i-1].Role)) {

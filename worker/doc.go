@@ -17,6 +17,17 @@
 // Retry-After. The attempt budget is counted in the checkpoint, never by
 // asynq's retry counter.
 //
+// # Agent items
+//
+// An item of a job with tools is a model/tool loop (agent.go): the
+// transcript of committed steps says where it stands, each model answer is
+// committed before its tool calls run, and each tool result before the
+// next model call, so an attempt that follows a crash or a retry resumes at
+// the last committed step. Its model calls go through the same callModel
+// as a single prompt's: window, guards, classification and retries are
+// shared. Tool runs are the agent package's (HTTP tools with a stable
+// Idempotency-Key, Go tools from Config.Tools).
+//
 // # What an item costs
 //
 // On a healthy fleet an item costs asynq's own two scripts plus a share of
