@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -232,12 +234,14 @@ func (e *retryAfterError) Error() string { return e.err.Error() }
 
 func (r *Runner) post(ctx context.Context, t *Tool, c Call) (string, error) {
 	var missing []string
+	used := map[string]string{} // variable → value, kept out of what the run reports
 	expand := func(s string) string {
 		return os.Expand(s, func(name string) string {
 			v, ok := r.lookupEnv(name)
 			if !ok {
 				missing = append(missing, name)
 			}
+			used[name] = v
 			return v
 		})
 	}
@@ -249,6 +253,7 @@ func (r *Runner) post(ctx context.Context, t *Tool, c Call) (string, error) {
 	if len(missing) > 0 {
 		return "", &finalError{fmt.Errorf("%s not set in this worker's environment (used by the tool's url or headers)", strings.Join(missing, ", "))}
 	}
+	redact := redactor(used)
 	if !httpURL(target) {
 		// The expanded url may hold a secret: name the template only.
 		return "", &finalError{fmt.Errorf("url %q is not an http or https url once expanded", t.URL)}
@@ -273,12 +278,12 @@ func (r *Runner) post(ctx context.Context, t *Tool, c Call) (string, error) {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", transportError(ctx, t, err)
+		return "", transportError(ctx, t, err, redact)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResultBytes+1))
 	if err != nil {
-		return "", transportError(ctx, t, err)
+		return "", transportError(ctx, t, err, redact)
 	}
 	switch {
 	case len(b) > maxResultBytes:
@@ -286,20 +291,21 @@ func (r *Runner) post(ctx context.Context, t *Tool, c Call) (string, error) {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return resultText(b), nil
 	case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		err := fmt.Errorf("HTTP %d: %s", resp.StatusCode, clip(oneLine(string(b)), 300))
+		err := fmt.Errorf("HTTP %d: %s", resp.StatusCode, clip(oneLine(redact(string(b))), 300))
 		if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
 			return "", &retryAfterError{err: err, wait: time.Duration(min(s, 60)) * time.Second}
 		}
 		return "", err
 	case resp.StatusCode >= 400:
-		return "", ForModel(fmt.Sprintf("tool %s refused the call: HTTP %d: %s", t.Name, resp.StatusCode, clip(resultText(b), 2000)))
+		return "", ForModel(fmt.Sprintf("tool %s refused the call: HTTP %d: %s", t.Name, resp.StatusCode, clip(redact(resultText(b)), 2000)))
 	}
 	return "", fmt.Errorf("HTTP %d: not an answer", resp.StatusCode)
 }
 
 // transportError says what went wrong without the url (which may hold an
-// expanded secret).
-func transportError(ctx context.Context, t *Tool, err error) error {
+// expanded secret), and without any expanded value (a DNS error names the
+// host, which may come from a variable).
+func transportError(ctx context.Context, t *Tool, err error, redact func(string) string) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("timed out after %s", t.TimeoutOrDefault())
 	}
@@ -307,7 +313,37 @@ func transportError(ctx context.Context, t *Tool, err error) error {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return fmt.Errorf("connection: %v", err)
+	return fmt.Errorf("connection: %s", redact(err.Error()))
+}
+
+// minRedacted is the shortest value redactor hides: shorter ones are no
+// secret, and hiding them would mangle the text around them.
+const minRedacted = 4
+
+// redactor returns a function that writes each variable's value as its
+// ${NAME} in a text the run reports (an error, a refusal the model reads):
+// the values come from the worker's environment and may be secrets, which
+// must not reach Redis. A 2xx result is the tool's answer and left alone.
+func redactor(vars map[string]string) func(string) string {
+	names := make([]string, 0, len(vars))
+	for name, v := range vars {
+		if len(v) >= minRedacted {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return func(s string) string { return s }
+	}
+	// Longest value first, so that a value inside another is not replaced
+	// first (the Replacer compares in argument order).
+	slices.SortFunc(names, func(a, b string) int {
+		return cmp.Or(len(vars[b])-len(vars[a]), strings.Compare(a, b))
+	})
+	pairs := make([]string, 0, 2*len(names))
+	for _, name := range names {
+		pairs = append(pairs, vars[name], "${"+name+"}")
+	}
+	return strings.NewReplacer(pairs...).Replace
 }
 
 // resultText is a 2xx body as the model receives it: the "output" of a

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -413,6 +414,7 @@ func TestRunSecretNeverShown(t *testing.T) {
 		url     string // "" is the tool server's, with ${SECRET} in its query
 		timeout time.Duration
 		vars    map[string]string
+		client  *http.Client // nil: the tool server's, or closedClient
 	}{
 		{name: "ok", handle: reply(200, `{"output":"fine"}`)},
 		{name: "4xx", handle: reply(401, "unauthorized")},
@@ -421,7 +423,9 @@ func TestRunSecretNeverShown(t *testing.T) {
 		{name: "3xx", handle: reply(304, "")},
 		{name: "timeout", handle: hang, timeout: 50 * time.Millisecond},
 		{name: "connection refused", url: closedURL + "/x?token=${SECRET}"},
-		{name: "secret host", url: "http://${SECRET}.invalid/x"},
+		{name: "echoing 4xx", handle: echo(403)},
+		{name: "echoing 5xx", handle: echo(500)},
+		{name: "secret host", url: "http://${SECRET}.example/x", client: noSuchHost()},
 		{name: "url invalid once expanded", url: "http://h/x?${SECRET}", vars: map[string]string{"SECRET": secret + "\x7f"}},
 		{name: "url with secret scheme", url: "${SECRET}/x", vars: map[string]string{"SECRET": "ftp://" + secret}},
 		{name: "missing variable", url: closedURL + "/x?token=${SECRET}&other=${NOT_SET}"},
@@ -429,6 +433,9 @@ func TestRunSecretNeverShown(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			client, url := closedClient, tc.url
+			if tc.client != nil {
+				client = tc.client
+			}
 			var srv *toolServer
 			if tc.handle != nil {
 				srv = newToolServer(t, tc.handle)
@@ -447,7 +454,6 @@ func TestRunSecretNeverShown(t *testing.T) {
 			out := fastRunner(client, v).Run(t.Context(), tool, diskCall(`{"host":"db1"}`), base)
 			text := out.Content
 			if out.Failed != nil {
-				text += " " + out.Failed.Error()
 				var unwrap error = out.Failed
 				for unwrap != nil {
 					text += " " + unwrap.Error()
@@ -457,6 +463,7 @@ func TestRunSecretNeverShown(t *testing.T) {
 			if text == "" {
 				t.Fatalf("outcome %+v says nothing", out)
 			}
+			t.Logf("outcome: %s", text)
 			if strings.Contains(text, "s3cr3t") {
 				t.Errorf("outcome shows the secret: %q", text)
 			}
@@ -468,6 +475,24 @@ func TestRunSecretNeverShown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// echo answers status with the request's headers and query in its body, as
+// a debugging tool might.
+func echo(status int) func(context.Context, int, http.ResponseWriter, *http.Request) {
+	return func(_ context.Context, _ int, w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "refused %s with Authorization: %s, X-Api-Key: %s", r.URL.RawQuery, r.Header.Get("Authorization"), r.Header.Get("X-Api-Key"))
+	}
+}
+
+// noSuchHost is a client whose every dial fails as a failed DNS lookup
+// does, naming the host.
+func noSuchHost() *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(_ context.Context, network, addr string) (net.Conn, error) {
+		host, _, _ := net.SplitHostPort(addr)
+		return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}}
+	}}}
 }
 
 func TestRunCancelled(t *testing.T) {

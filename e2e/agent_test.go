@@ -457,3 +457,51 @@ func exportTo(t *testing.T, f *fleet, job string) string {
 	}
 	return path
 }
+
+// A model call that fails after the tools ran is retried by a new attempt
+// that resumes at the last committed step: the tools do not run again, and
+// the item's attempts count every provider call.
+func TestAgentRetryResumesAfterTheTools(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "--seed", "47")
+	ts := newToolServer(t)
+	ts.hold["clean_logs"] = make(chan struct{})
+	tools := writeTools(t, ts)
+	prompt := "check, clean, then answer #tools:check_disk,clean_logs"
+	file := writeJSONL(t, map[string]any{"id": "retried", "prompt": prompt})
+	if _, r := f.submit(t, file, "--job", "retry-agent", "--tools", tools); r.code != 0 {
+		t.Fatalf("run exit %d: %s", r.code, r.stderr)
+	}
+	env := append(append([]string{}, f.env...), "TOOLS_TOKEN="+toolsSecret)
+	start(t, env, "worker", "--check-interval", "1s", "--concurrency", "2")
+	select {
+	case <-ts.holding:
+	case <-time.After(60 * time.Second):
+		t.Fatal("clean_logs never started")
+	}
+	// The provider fails while the second tool runs: the next model call
+	// gets a 500.
+	f.setFaults(t, "500=1")
+	ts.release("clean_logs")
+	waitFor(t, 30*time.Second, "the model call after the tools to fail", func() bool { return f.stats(t).ByStatus["500"] > 0 })
+	f.setFaults(t, "")
+
+	wr := runCmdTimeout(t, f.env, 2*time.Minute, "status", "--job", "retry-agent", "--wait", "--interval", "300ms")
+	if wr.code != 0 {
+		t.Fatalf("status --wait exit %d: %s", wr.code, wr.stderr)
+	}
+	res := readLines[agentResult](t, exportTo(t, f, "retry-agent"))
+	want := simulator.ToolReply("disk of retried: 91% used", "cleaned the logs of retried")
+	if len(res) != 1 || res[0].Output != want || res[0].Steps != 2 || res[0].ToolCalls != 2 {
+		t.Fatalf("results %+v, want one with output %q, 2 steps, 2 tool calls", res, want)
+	}
+	failedCalls := f.stats(t).ByStatus["500"]
+	if res[0].Attempts != 2+failedCalls {
+		t.Errorf("attempts %d, want %d: 2 answered calls and %d failed", res[0].Attempts, 2+failedCalls, failedCalls)
+	}
+	for _, tool := range []string{"check_disk", "clean_logs"} {
+		if runs := ts.runsOf("retried", tool); len(runs) != 1 {
+			t.Errorf("%s ran %d times, want 1: the retry resumed after the committed results", tool, len(runs))
+		}
+	}
+}

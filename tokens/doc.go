@@ -66,7 +66,8 @@
 //     then a document) is one exchange: the last exchange starts at the
 //     first of them, so the instructions are not dropped to make room for
 //     the document; the document, the longest, is trimmed instead.
-//   - A chat without user messages keeps its last message as its exchange.
+//   - A chat without user messages keeps its last message as its exchange
+//     (a tool reply with the call it answers, and that call's other replies).
 //   - Trimming a 100k-token message encodes only the beginning it keeps
 //     (plus a margin), not the whole text, after the one count every call
 //     makes.

@@ -147,7 +147,8 @@ func isInstruction(role string) bool {
 // lastExchange returns the index where the last exchange starts: the last
 // run of user messages (instructions between them do not break the run;
 // they are kept anyway) followed by everything after it. Without user
-// messages it is the last message that is not an instruction.
+// messages it is the last message that is not an instruction, or, when
+// that is a tool reply, the message with the call it answers.
 func lastExchange(msgs []tasks.Message) int {
 	i := len(msgs) - 1
 	for i >= 0 && msgs[i].Role != "user" {
