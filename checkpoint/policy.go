@@ -127,7 +127,7 @@ func (p Policy) Validate() error {
 	case p.BudgetTokens < 0:
 		return bad("--budget-tokens", "must not be negative, got %d", p.BudgetTokens)
 	case p.MaxSteps < 0:
-		return bad("--max-steps", "must be at least 1, got %d", p.MaxSteps)
+		return bad("--max-steps", "must not be negative (0 means the default, 10), got %d", p.MaxSteps)
 	case p.MaxTranscriptBytes < 0 || (p.MaxTranscriptBytes > 0 && p.MaxTranscriptBytes < 1024):
 		return bad("--max-transcript-bytes", "must be at least 1024, got %d", p.MaxTranscriptBytes)
 	}

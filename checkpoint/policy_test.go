@@ -51,7 +51,7 @@ func TestPolicyValidate(t *testing.T) {
 		{"negative token budget", func(p *checkpoint.Policy) { p.BudgetTokens = -1 },
 			"--budget-tokens", "--budget-tokens must not be negative, got -1"},
 		{"negative max steps", func(p *checkpoint.Policy) { p.MaxSteps = -1 },
-			"--max-steps", "--max-steps must be at least 1, got -1"},
+			"--max-steps", "--max-steps must not be negative (0 means the default, 10), got -1"},
 		{"max transcript bytes below 1024", func(p *checkpoint.Policy) { p.MaxTranscriptBytes = 1023 },
 			"--max-transcript-bytes", "--max-transcript-bytes must be at least 1024, got 1023"},
 		{"max transcript bytes of 1", func(p *checkpoint.Policy) { p.MaxTranscriptBytes = 1 },
