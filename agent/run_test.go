@@ -415,6 +415,7 @@ func TestRunSecretNeverShown(t *testing.T) {
 		timeout time.Duration
 		vars    map[string]string
 		client  *http.Client // nil: the tool server's, or closedClient
+		want    string       // in the outcome, when not ""
 	}{
 		{name: "ok", handle: reply(200, `{"output":"fine"}`)},
 		{name: "4xx", handle: reply(401, "unauthorized")},
@@ -425,9 +426,9 @@ func TestRunSecretNeverShown(t *testing.T) {
 		{name: "connection refused", url: closedURL + "/x?token=${SECRET}"},
 		{name: "echoing 4xx", handle: echo(403)},
 		{name: "echoing 5xx", handle: echo(500)},
-		{name: "secret host", url: "http://${SECRET}.example/x", client: noSuchHost()},
-		{name: "url invalid once expanded", url: "http://h/x?${SECRET}", vars: map[string]string{"SECRET": secret + "\x7f"}},
-		{name: "url with secret scheme", url: "${SECRET}/x", vars: map[string]string{"SECRET": "ftp://" + secret}},
+		{name: "secret host", url: "http://${SECRET}.example/x", client: noSuchHost(), want: "lookup ${SECRET}.example"},
+		{name: "url invalid once expanded", url: "http://h/x?${SECRET}", vars: map[string]string{"SECRET": secret + "\x7f"}, want: `url "http://h/x?${SECRET}"`},
+		{name: "url with secret scheme", url: "${SECRET}/x", vars: map[string]string{"SECRET": "ftp://" + secret}, want: "not an http or https url"},
 		{name: "missing variable", url: closedURL + "/x?token=${SECRET}&other=${NOT_SET}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -466,6 +467,9 @@ func TestRunSecretNeverShown(t *testing.T) {
 			t.Logf("outcome: %s", text)
 			if strings.Contains(text, "s3cr3t") {
 				t.Errorf("outcome shows the secret: %q", text)
+			}
+			if !strings.Contains(text, tc.want) {
+				t.Errorf("outcome %q lacks %q", text, tc.want)
 			}
 			if srv != nil {
 				reqs := srv.requests()
@@ -511,6 +515,21 @@ func TestRunCancelled(t *testing.T) {
 		}
 		if n := len(srv.requests()); n != 1 {
 			t.Errorf("%d requests, want 1", n)
+		}
+	})
+	t.Run("during the last attempt", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		srv := newToolServer(t, func(tctx context.Context, n int, w http.ResponseWriter, r *http.Request) {
+			cancel()
+			hang(tctx, n, w, r)
+		})
+		tool := httpTool(srv.URL)
+		tool.MaxAttempts = 1
+		out := fastRunner(srv.Client(), nil).Run(ctx, tool, diskCall(`{"host":"db1"}`), base)
+		if !errors.Is(out.Failed, context.Canceled) {
+			t.Fatalf("outcome %+v, want context.Canceled (not a tool failure: the run repeats later)", out)
 		}
 	})
 	t.Run("during the backoff", func(t *testing.T) {
