@@ -163,8 +163,20 @@ func (s *Server) run() error {
 		c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		err := c.Ping(ctx).Err()
+		var info string
+		if err == nil {
+			// Another test's server may hold the port this one was given
+			// (both picked it free): it answers PING while ours fails to
+			// bind. Only our own process will do.
+			info, err = c.Info(ctx, "server").Result()
+		}
 		cancel()
 		_ = c.Close()
+		if err == nil && !strings.Contains(info, "process_id:"+strconv.Itoa(cmd.Process.Pid)+"\r\n") {
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("port %d is served by another redis-server", s.port)
+		}
 		if err == nil || strings.HasPrefix(err.Error(), "NOAUTH") {
 			s.cmd = cmd
 			s.exited = exited
