@@ -18,6 +18,9 @@ const (
 	ItemActive  ItemStatus = "active"
 	ItemDone    ItemStatus = "done"
 	ItemFailed  ItemStatus = "failed"
+	// ItemAwaiting is an agent item parked until a person answers its
+	// requests; no task holds it.
+	ItemAwaiting ItemStatus = "awaiting_input"
 )
 
 // Result is one done item, exactly as export writes it.
@@ -73,12 +76,13 @@ type Recorded string
 
 // Record outcomes.
 const (
-	RecordedNew      Recorded = "new"      // first time seen: pending
-	RecordedPending  Recorded = "pending"  // known, not finished
-	RecordedActive   Recorded = "active"   // known, being processed
-	RecordedDone     Recorded = "done"     // known, done
-	RecordedFailed   Recorded = "failed"   // known, failed
-	RecordedConflict Recorded = "conflict" // id known with different content
+	RecordedNew      Recorded = "new"            // first time seen: pending
+	RecordedPending  Recorded = "pending"        // known, not finished
+	RecordedActive   Recorded = "active"         // known, being processed
+	RecordedDone     Recorded = "done"           // known, done
+	RecordedFailed   Recorded = "failed"         // known, failed
+	RecordedConflict Recorded = "conflict"       // id known with different content
+	RecordedAwaiting Recorded = "awaiting_input" // known, parked for a person
 )
 
 // maxRecordBatchBytes bounds one Record script's arguments.

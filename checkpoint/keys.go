@@ -10,7 +10,7 @@ const jobsKey = "llmfleet:jobs"
 // keys returns the job's keys in the order the Lua scripts expect.
 func keys(job string) []string {
 	p := "llmfleet:{" + job + "}:"
-	return []string{p + "job", p + "input", p + "status", p + "order", p + "calls", p + "claim", p + "result", p + "failure", p + "lasterr", p + "steps"}
+	return []string{p + "job", p + "input", p + "status", p + "order", p + "calls", p + "claim", p + "result", p + "failure", p + "lasterr", p + "steps", p + "awaiting"}
 }
 
 const (
@@ -26,6 +26,9 @@ const (
 	// kSteps holds agent items' committed steps: field "c:ID" is item ID's
 	// step count, "N:ID" its step N (1-based) as JSON.
 	kSteps
+	// kAwaiting holds parked agent items' requests for a person: item id
+	// → JSON array of agent.Request (with their decisions).
+	kAwaiting
 )
 
 func ms(t time.Time) int64 {

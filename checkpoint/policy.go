@@ -47,7 +47,24 @@ type Policy struct {
 	// MaxTranscriptBytes bounds an agent item's transcript
 	// (--max-transcript-bytes; 0 means DefaultMaxTranscriptBytes).
 	MaxTranscriptBytes int `json:"max_transcript_bytes,omitempty"`
+	// InputTimeout bounds how long a request waits for a person
+	// (--input-timeout; 0 waits as long as the job lives); past it the
+	// request resolves as OnInputTimeout.
+	InputTimeout   time.Duration  `json:"input_timeout,omitempty"`
+	OnInputTimeout InputTimeoutDo `json:"on_input_timeout,omitempty"`
 }
+
+// InputTimeoutDo is what an unanswered request comes to after
+// --input-timeout (--on-input-timeout). Stored as its string.
+type InputTimeoutDo string
+
+const (
+	// InputTimeoutFail fails the item input_timeout; the default.
+	InputTimeoutFail InputTimeoutDo = "fail"
+	// InputTimeoutReject rejects the call: the model is told no person
+	// answered and goes on.
+	InputTimeoutReject InputTimeoutDo = "reject"
+)
 
 // Agent limits' defaults.
 const (
@@ -128,6 +145,10 @@ func (p Policy) Validate() error {
 		return bad("--budget-tokens", "must not be negative, got %d", p.BudgetTokens)
 	case p.MaxSteps < 0:
 		return bad("--max-steps", "must not be negative (0 means the default, 10), got %d", p.MaxSteps)
+	case p.InputTimeout < 0 || (p.InputTimeout > 0 && p.InputTimeout < time.Second):
+		return bad("--input-timeout", "must be at least 1s (0 waits as long as the job lives), got %s", p.InputTimeout)
+	case p.OnInputTimeout != "" && p.OnInputTimeout != InputTimeoutFail && p.OnInputTimeout != InputTimeoutReject:
+		return bad("--on-input-timeout", "must be %s or %s, got %q", InputTimeoutFail, InputTimeoutReject, p.OnInputTimeout)
 	case p.MaxTranscriptBytes < 0 || (p.MaxTranscriptBytes > 0 && p.MaxTranscriptBytes < 1024):
 		return bad("--max-transcript-bytes", "must be at least 1024, got %d", p.MaxTranscriptBytes)
 	}

@@ -4,7 +4,7 @@ import "github.com/redis/go-redis/v9"
 
 // Every script receives the job's keys in the order of keys(): KEYS[1] job,
 // 2 input, 3 status, 4 order, 5 calls, 6 claim, 7 result, 8 failure,
-// 9 lasterr, 10 steps. Times are Unix milliseconds passed by the caller, so the
+// 9 lasterr, 10 steps, 11 awaiting. Times are Unix milliseconds passed by the caller, so the
 // scripts stay deterministic and testable with an injected clock.
 
 // luaCommon holds helpers shared by the scripts that end or reopen a job.
@@ -146,9 +146,10 @@ for i = 4, #ARGV, 2 do
   elseif st == 'done' or st == 'failed' then
     out[#out + 1] = {st}
   else
-    if st == 'pending' then
+    if st == 'pending' or st == 'awaiting_input' then
       redis.call('HSET', KEYS[3], id, 'active')
       active = active + 1
+      if st == 'awaiting_input' then redis.call('HINCRBY', KEYS[1], 'awaiting_input', -1) end
     end
     redis.call('HSET', KEYS[6], id, token)
     local calls = tonumber(redis.call('HGET', KEYS[5], id) or '0')
@@ -308,9 +309,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local n = 0
 for i = 3, #ARGV do
   local id = ARGV[i]
-  if redis.call('HGET', KEYS[3], id) == 'pending' then
+  local st = redis.call('HGET', KEYS[3], id)
+  if st == 'pending' or st == 'awaiting_input' then
     redis.call('HSET', KEYS[8], id, ARGV[1])
     redis.call('HSET', KEYS[3], id, 'failed')
+    if st == 'awaiting_input' then redis.call('HINCRBY', KEYS[1], 'awaiting_input', -1) end
     n = n + 1
   end
 end
@@ -359,6 +362,7 @@ local function clear_steps(id)
   local n = tonumber(redis.call('HGET', KEYS[10], 'c:' .. id) or '0')
   for i = 1, n do redis.call('HDEL', KEYS[10], i .. ':' .. id) end
   redis.call('HDEL', KEYS[10], 'c:' .. id)
+  redis.call('HDEL', KEYS[11], id)
 end
 `
 
@@ -521,4 +525,56 @@ var unsendScript = redis.NewScript(luaUnsent + `
 if redis.call('HGET', KEYS[6], ARGV[1]) ~= ARGV[2] then return 'lost' end
 unsent(ARGV[1])
 return 'ok'
+`)
+
+// parkScript: ARGV id, token, requests, unsent. Parks an agent item for a
+// person: its requests are stored, it leaves active for awaiting_input and
+// its claim is dropped, so no attempt holds it while a person thinks.
+var parkScript = redis.NewScript(luaUnsent + `
+local id = ARGV[1]
+if redis.call('HGET', KEYS[3], id) ~= 'active' or redis.call('HGET', KEYS[6], id) ~= ARGV[2] then return 'lost' end
+if ARGV[4] == '1' then unsent(id) end
+redis.call('HSET', KEYS[3], id, 'awaiting_input')
+redis.call('HINCRBY', KEYS[1], 'active', -1)
+redis.call('HINCRBY', KEYS[1], 'awaiting_input', 1)
+redis.call('HDEL', KEYS[6], id)
+redis.call('HSET', KEYS[11], id, ARGV[3])
+return 'ok'
+`)
+
+// decideScript: ARGV id, the requests as read, the requests with a new
+// decision, complete ('1' when no request is left undecided). Stores them
+// if the item still awaits input and nobody changed them since they were
+// read (compare and set: the JSON is never decoded here, so arguments keep
+// their exact text). A complete item goes back to pending, to be resumed.
+// Returns ok, changed or the item's status.
+var decideScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[3], ARGV[1])
+if not st then return 'unknown' end
+if st ~= 'awaiting_input' then return st end
+if (redis.call('HGET', KEYS[11], ARGV[1]) or '') ~= ARGV[2] then return 'changed' end
+redis.call('HSET', KEYS[11], ARGV[1], ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[3], ARGV[1], 'pending')
+  redis.call('HINCRBY', KEYS[1], 'awaiting_input', -1)
+end
+return 'ok'
+`)
+
+// restoreParkedScript: ARGV id, requests, ready, then the steps' JSON in
+// order. Gives a pending item that has no steps the steps and requests an
+// earlier process saved (the embedded mode's NAME.awaiting.jsonl) and
+// parks it, unless ready ('1': every request is answered), when it stays
+// pending to be resumed.
+var restoreParkedScript = redis.NewScript(`
+local id = ARGV[1]
+if redis.call('HGET', KEYS[3], id) ~= 'pending' then return 'not_pending' end
+if redis.call('HEXISTS', KEYS[10], 'c:' .. id) == 1 then return 'has_steps' end
+for i = 4, #ARGV do redis.call('HSET', KEYS[10], (i - 3) .. ':' .. id, ARGV[i]) end
+if #ARGV > 3 then redis.call('HSET', KEYS[10], 'c:' .. id, #ARGV - 3) end
+redis.call('HSET', KEYS[11], id, ARGV[2])
+if ARGV[3] == '1' then return 'ready' end
+redis.call('HSET', KEYS[3], id, 'awaiting_input')
+redis.call('HINCRBY', KEYS[1], 'awaiting_input', 1)
+return 'parked'
 `)

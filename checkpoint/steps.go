@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/llmfleet/llmfleet/agent"
 	"github.com/llmfleet/llmfleet/tasks"
 )
 
@@ -38,8 +39,11 @@ type Step struct {
 	UsageEstimated bool    `json:"usage_estimated,omitempty"`
 	// Runs is how many times a tool step's tool ran (0 when its arguments
 	// were refused without a run).
-	Runs int       `json:"runs,omitempty"`
-	At   time.Time `json:"at"`
+	Runs int `json:"runs,omitempty"`
+	// Decision is a person's decision that resolved a tool step's call
+	// (approve, reject, edit, answer).
+	Decision agent.DecisionKind `json:"decision,omitempty"`
+	At       time.Time          `json:"at"`
 }
 
 // Appended is the outcome of AppendStep.

@@ -23,7 +23,7 @@ func (s *Store) Cancel(ctx context.Context, name string) (int, error) {
 	return s.SweepCancelled(ctx, name)
 }
 
-// Sweep fails every pending item of the job with f (an expired deadline or
+// Sweep fails every pending item (and every item awaiting a person) of the job with f (an expired deadline or
 // a cancellation) and returns how many it failed. It scans the status hash
 // in batches, so it never blocks Redis for long, and is safe to run
 // concurrently with workers and with itself.
@@ -49,7 +49,7 @@ func (s *Store) Sweep(ctx context.Context, name string, f Failure) (int, error) 
 		}
 		args := []any{string(b), ms(now)}
 		for i := 0; i+1 < len(kv); i += 2 {
-			if kv[i+1] == string(ItemPending) {
+			if kv[i+1] == string(ItemPending) || kv[i+1] == string(ItemAwaiting) {
 				args = append(args, kv[i])
 			}
 		}

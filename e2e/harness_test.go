@@ -252,6 +252,7 @@ type status struct {
 	ProviderCalls int    `json:"provider_calls"`
 	Duplicates    int    `json:"duplicates"`
 	AgentSteps    int    `json:"agent_steps"`
+	AwaitingInput int    `json:"awaiting_input"`
 	ToolRuns      int    `json:"tool_runs"`
 }
 

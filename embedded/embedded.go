@@ -31,6 +31,7 @@ import (
 	"github.com/llmfleet/llmfleet/agent"
 	"github.com/llmfleet/llmfleet/breaker"
 	"github.com/llmfleet/llmfleet/checkpoint"
+	"github.com/llmfleet/llmfleet/input"
 	"github.com/llmfleet/llmfleet/jobs"
 	"github.com/llmfleet/llmfleet/provider"
 	"github.com/llmfleet/llmfleet/simulator"
@@ -60,6 +61,13 @@ type Options struct {
 	JSON bool
 	// Logger receives worker logs. Default: discard.
 	Logger *slog.Logger
+	// Responses answer requests of items parked by an earlier run (read
+	// from NAME.awaiting.jsonl); BadResponses are the lines of the
+	// responses file that could not be read.
+	Responses    []jobs.Response
+	BadResponses []input.Rejection
+	// Stdin is where a terminal's answers are read from (with TTY).
+	Stdin io.Reader
 }
 
 // Outcome is what the run produced.
@@ -70,6 +78,11 @@ type Outcome struct {
 	FailedFile  string
 	// TranscriptsFile is NAME.transcripts.jsonl, written for agent jobs.
 	TranscriptsFile string
+	// AwaitingFile is NAME.awaiting.jsonl: the requests still waiting for
+	// a person, with what their items need to resume in a rerun.
+	AwaitingFile string
+	// Responses is what the run's --responses did.
+	Responses *jobs.RespondSummary
 	Interrupted     bool
 }
 
@@ -96,11 +109,16 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 	out.ResultsFile = filepath.Join(o.Dir, job+".results.jsonl")
 	out.FailedFile = filepath.Join(o.Dir, job+".failed.csv")
 
+	out.AwaitingFile = filepath.Join(o.Dir, job+".awaiting.jsonl")
+
 	prior, err := readPrior(out.ResultsFile)
 	if err != nil {
 		return out, err
 	}
 	o.Submit.Prior = prior
+	if o.Submit.Parked, err = readAwaiting(out.AwaitingFile); err != nil {
+		return out, err
+	}
 
 	mr := miniredis.NewMiniRedis()
 	mr.ClockTTL(true)
@@ -152,7 +170,11 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 		}
 		defer sim.Close()
 		pc.BaseURL = sim.URL()
-		fmt.Fprintf(o.Stderr, "no OPENAI_API_KEY or OPENAI_BASE_URL: calling the built-in simulator at %s (random faults %s)\n", sim.URL(), faults)
+		mix := "random faults " + faults
+		if faults == "" {
+			mix = "no random faults"
+		}
+		fmt.Fprintf(o.Stderr, "no OPENAI_API_KEY or OPENAI_BASE_URL: calling the built-in simulator at %s (%s)\n", sim.URL(), mix)
 	}
 	pc.Concurrency = o.Concurrency
 
@@ -184,14 +206,36 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 	client := asynq.NewClientFromRedisClient(rdb)
 	defer client.Close()
 	store := checkpoint.New(rdb)
-	out.Summary, err = jobs.Submit(ctx, jobs.Deps{Store: store, Client: client}, o.Submit)
+	deps := jobs.Deps{Store: store, Client: client, Inspector: asynq.NewInspectorFromRedisClient(rdb)}
+	out.Summary, err = jobs.Submit(ctx, deps, o.Submit)
 	printSummary(o, out.Summary)
 	if err != nil && !(out.Summary.Total > 0 && errors.Is(err, jobs.ErrNothingEnqueued)) {
 		return out, err
 	}
+	if len(o.Responses) > 0 || len(o.BadResponses) > 0 {
+		rs, err := jobs.Respond(ctx, deps, job, o.Responses)
+		if err != nil {
+			return out, err
+		}
+		rs.Rejected += len(o.BadResponses)
+		rs.RejectedLines = jobs.SortRejections(append(rs.RejectedLines, o.BadResponses...))
+		out.Responses = &rs
+		jobs.PrintResponses(o.Stderr, rs)
+	}
 
 	prog := jobs.NewProgress(o.Stderr, o.TTY)
 	st, waitErr := jobs.Wait(ctx, store, job, 250*time.Millisecond, prog.Update)
+	for waitErr == nil && st.OnlyPeople() && o.TTY && o.Stdin != nil {
+		// Everything else is finished: ask the person at the terminal.
+		answered, err := askTerminal(ctx, deps, job, o.Stdin, o.Stderr)
+		if err != nil {
+			return out, err
+		}
+		if answered == 0 {
+			break
+		}
+		st, waitErr = jobs.Wait(ctx, store, job, 250*time.Millisecond, prog.Update)
+	}
 	if waitErr != nil && !errors.Is(waitErr, context.Canceled) {
 		return out, waitErr
 	}
@@ -212,18 +256,33 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 	if out.TranscriptsFile != "" {
 		fmt.Fprintf(o.Stderr, "wrote %s (every step of every finished item)\n", out.TranscriptsFile)
 	}
+	n, err := writeAwaiting(store, job, out.AwaitingFile)
+	if err != nil {
+		return out, err
+	}
+	if n > 0 {
+		fmt.Fprintf(o.Stderr, "%d requests wait for a person; they are in %s. Answer them in a file of lines like\n"+
+			"  {\"item\": \"ID\", \"request\": \"RID\", \"decision\": \"approve\"}   (or reject + message, edit + arguments, answer + answer)\n"+
+			"and run the same command again with --responses FILE: nothing parked is lost\n", n, out.AwaitingFile)
+	}
 	if out.Interrupted {
 		fmt.Fprintf(o.Stderr, "interrupted: run the same command again to finish; done items are kept in %s\n", out.ResultsFile)
 	}
 	return out, nil
 }
 
-// ExitCode is the process exit code for an outcome, like `status --wait`.
+// ExitCode is the process exit code for an outcome, like `status --wait`
+// (6 when items wait for people), or 3 when every item is done but lines
+// of the responses file were rejected.
 func (o Outcome) ExitCode() int {
 	if o.Interrupted {
 		return ExitInterrupted
 	}
-	return o.Status.ExitCode()
+	code := o.Status.ExitCode()
+	if code == jobs.ExitAllDone && o.Responses != nil && o.Responses.Rejected > 0 {
+		return 3
+	}
+	return code
 }
 
 func printSummary(o Options, s jobs.Summary) {

@@ -15,13 +15,16 @@ import (
 
 // DemoTools are the tools an embedded agent job gets when its items name
 // tools and no --tools file is given: check_disk and clean_logs, Go tools
-// served by the embedded worker (DemoFuncs).
+// served by the embedded worker (DemoFuncs). clean_logs deletes files, so
+// each of its calls waits for a person's approval.
 func DemoTools() []agent.Tool {
 	return []agent.Tool{
 		{Name: "check_disk", Description: "Check a host's disk usage: used percent and the size of its logs",
 			Parameters: json.RawMessage(`{"type":"object","properties":{"host":{"type":"string","description":"host name, e.g. web-1"}}}`)},
 		{Name: "clean_logs", Description: "Delete a host's rotated logs older than a week and report the space freed",
-			Parameters: json.RawMessage(`{"type":"object","properties":{"host":{"type":"string","description":"host name, e.g. web-1"}}}`)},
+			Parameters: json.RawMessage(`{"type":"object","properties":{"host":{"type":"string","description":"host name, e.g. web-1"}}}`),
+			// It deletes files: a person approves each call.
+			Approval: agent.ApprovalAlways},
 	}
 }
 

@@ -95,15 +95,26 @@ func (s Status) Ended() bool {
 	return s.Done+s.Failed >= s.Total && !s.Submitting
 }
 
+// OnlyPeople reports a job with nothing left to do but wait for people:
+// every item that has not finished is parked for a person's answer.
+func (s Status) OnlyPeople() bool {
+	return !s.Ended() && !s.Submitting && s.AwaitingInput > 0 && s.Done+s.Failed+s.AwaitingInput >= s.Total
+}
+
 // Exit codes of `status --wait` and the embedded run.
 const (
-	ExitAllDone    = 0
-	ExitSomeFailed = 4
-	ExitEnded      = 5
+	ExitAllDone       = 0
+	ExitSomeFailed    = 4
+	ExitEnded         = 5
+	ExitAwaitingInput = 6
 )
 
-// ExitCode is the `status --wait` exit code of an ended job.
+// ExitCode is the `status --wait` exit code of an ended job, or of one
+// that waits for people only.
 func (s Status) ExitCode() int {
+	if s.OnlyPeople() {
+		return ExitAwaitingInput
+	}
 	switch checkpoint.State(s.State) {
 	case checkpoint.StateExpired, checkpoint.StateCancelled:
 		return ExitEnded
@@ -118,6 +129,9 @@ func (s Status) ExitCode() int {
 func (s Status) Line() string {
 	line := fmt.Sprintf("%s: %s — %d/%d done, %d failed, %d active, %d pending, %d calls",
 		s.Job, s.State, s.Done, s.Total, s.Failed, s.Active, s.Pending, s.ProviderCalls)
+	if s.AwaitingInput > 0 {
+		line += fmt.Sprintf(", %d awaiting input", s.AwaitingInput)
+	}
 	if s.ToolRuns > 0 {
 		line += fmt.Sprintf(", %d tool runs", s.ToolRuns)
 	}
@@ -158,9 +172,20 @@ func Load(ctx context.Context, store *checkpoint.Store, job string) (Status, err
 	return s, nil
 }
 
-// Wait polls the job every interval until it ends, calling tick with each
+// Wait polls the job every interval until it ends or has nothing left but
+// items waiting for people (Status.OnlyPeople), calling tick with each
 // snapshot, and returns the last one.
 func Wait(ctx context.Context, store *checkpoint.Store, job string, interval time.Duration, tick func(Status)) (Status, error) {
+	return wait(ctx, store, job, interval, tick, true)
+}
+
+// WaitThroughPeople is Wait that goes on while items wait for people (an
+// embedded run asking them on its terminal).
+func WaitThroughPeople(ctx context.Context, store *checkpoint.Store, job string, interval time.Duration, tick func(Status)) (Status, error) {
+	return wait(ctx, store, job, interval, tick, false)
+}
+
+func wait(ctx context.Context, store *checkpoint.Store, job string, interval time.Duration, tick func(Status), forPeople bool) (Status, error) {
 	if interval <= 0 {
 		interval = 500 * time.Millisecond
 	}
@@ -201,7 +226,7 @@ func Wait(ctx context.Context, store *checkpoint.Store, job string, interval tim
 		if tick != nil {
 			tick(s)
 		}
-		if s.Ended() {
+		if s.Ended() || (forPeople && s.OnlyPeople()) {
 			return s, nil
 		}
 		select {
@@ -230,7 +255,7 @@ func NewProgress(w io.Writer, tty bool) *Progress {
 // Update shows a snapshot.
 func (p *Progress) Update(s Status) {
 	if !p.tty {
-		if time.Since(p.lastLine) >= p.every || s.Ended() {
+		if time.Since(p.lastLine) >= p.every || s.Ended() || s.OnlyPeople() {
 			fmt.Fprintln(p.w, s.Line())
 			p.lastLine = time.Now()
 		}
@@ -248,7 +273,11 @@ func (p *Progress) Update(s Status) {
 			progressbar.OptionClearOnFinish(),
 		)
 	}
-	p.bar.Describe(fmt.Sprintf("%s: %d failed, %d active, breaker %s", s.Job, s.Failed, s.Active, s.Breaker))
+	desc := fmt.Sprintf("%s: %d failed, %d active, breaker %s", s.Job, s.Failed, s.Active, s.Breaker)
+	if s.AwaitingInput > 0 {
+		desc += fmt.Sprintf(", %d awaiting input", s.AwaitingInput)
+	}
+	p.bar.Describe(desc)
 	_ = p.bar.Set64(s.Done + s.Failed)
 }
 

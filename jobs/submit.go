@@ -56,20 +56,35 @@ type SubmitOptions struct {
 	// done instead of enqueued: how the embedded mode resumes from its
 	// results file.
 	Prior map[string][]byte
+	// Parked holds items an earlier run parked for a person, with their
+	// steps and requests (the embedded mode's NAME.awaiting.jsonl): they
+	// are recorded parked instead of enqueued, and resume where they were.
+	Parked map[string]Parked
+}
+
+// Parked is what a parked item needs to resume in another process.
+type Parked struct {
+	Steps    []checkpoint.Step
+	Requests []agent.Request
 }
 
 // Summary is what `run` prints (run --json).
 type Summary struct {
-	Job                 string            `json:"job"`
-	Total               int               `json:"total"`
-	Enqueued            int               `json:"enqueued"`
-	SkippedDone         int               `json:"skipped_done"`
-	SkippedFailed       int               `json:"skipped_failed"`
-	AlreadyQueued       int               `json:"already_queued"`
+	Job           string `json:"job"`
+	Total         int    `json:"total"`
+	Enqueued      int    `json:"enqueued"`
+	SkippedDone   int    `json:"skipped_done"`
+	SkippedFailed int    `json:"skipped_failed"`
+	AlreadyQueued int    `json:"already_queued"`
+	// AwaitingInput are items parked for a person (answer them with
+	// --responses, respond, or the inbox).
+	AwaitingInput       int               `json:"awaiting_input"`
 	DuplicatesCollapsed int               `json:"duplicates_collapsed"`
 	Rejected            int               `json:"rejected"`
 	RejectedLines       []input.Rejection `json:"rejected_lines"`
 	Created             bool              `json:"created"`
+	// Responses is what run --responses did.
+	Responses *RespondSummary `json:"responses,omitempty"`
 }
 
 // Deps are the connections a command needs.
@@ -237,9 +252,21 @@ func Submit(ctx context.Context, d Deps, o SubmitOptions) (sum Summary, err erro
 			}
 			switch out[j] {
 			case checkpoint.RecordedNew, checkpoint.RecordedPending:
+				if p, ok := o.Parked[entries[j].ID]; ok {
+					restored, err := d.Store.RestoreParked(ctx, o.Job, entries[j].ID, p.Steps, p.Requests)
+					if err != nil {
+						return err
+					}
+					if restored == checkpoint.RestoredParked {
+						sum.AwaitingInput++
+						break
+					}
+				}
 				enq.add(entries[j].ID)
 			case checkpoint.RecordedActive:
 				sum.AlreadyQueued++
+			case checkpoint.RecordedAwaiting:
+				sum.AwaitingInput++
 			case checkpoint.RecordedDone:
 				sum.SkippedDone++
 			case checkpoint.RecordedFailed:
@@ -338,16 +365,20 @@ func mergePolicy(stored, asked checkpoint.Policy, changed func(string) bool) (ch
 		{"--models", !reflect.DeepEqual(stored.Models, asked.Models), "(stored table)", "(file)"},
 		{"--tools", !reflect.DeepEqual(stored.Tools, asked.Tools), toolNames(stored.Tools), toolNames(asked.Tools)},
 		{"--max-transcript-bytes", stored.MaxTranscriptBytes != asked.MaxTranscriptBytes, stored.MaxTranscriptBytes, asked.MaxTranscriptBytes},
+		{"--on-input-timeout", stored.OnInputTimeout != asked.OnInputTimeout, stored.OnInputTimeout, asked.OnInputTimeout},
 	}
 	for _, f := range fixed {
 		if f.differs && changed(f.flag) {
 			return stored, &UsageError{Msg: fmt.Sprintf(
-				"%s %v differs from the job's stored policy (%v); a rerun may change only --deadline, --deadline-in, --max-attempts, --max-steps, --budget-usd and --budget-tokens",
+				"%s %v differs from the job's stored policy (%v); a rerun may change only --deadline, --deadline-in, --max-attempts, --max-steps, --input-timeout, --budget-usd and --budget-tokens",
 				f.flag, f.now, f.was)}
 		}
 	}
 	if changed("--max-attempts") {
 		out.MaxAttempts = asked.MaxAttempts
+	}
+	if changed("--input-timeout") {
+		out.InputTimeout = asked.InputTimeout
 	}
 	if changed("--max-steps") {
 		out.MaxSteps = asked.MaxSteps

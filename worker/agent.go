@@ -61,8 +61,36 @@ func (a *attempt) runAgent(ctx context.Context, it *tasks.Item, model string) er
 
 		case agent.RunTools:
 			head := lastModelStep(steps)
+			var reqs []agent.Request
+			if needsPerson(tools, pending) {
+				if reqs, _, err = h.store.Requests(ctx, a.job, a.id); err != nil {
+					return a.release(ctx, err, nil, time.Second)
+				}
+			}
+			var waiting []agent.Request
 			for _, tc := range pending {
-				st, err := a.runTool(ctx, tools, tc, head, len(steps)+1)
+				var decision *agent.Decision
+				if t, ok := agent.Find(tools, tc.Function.Name); ok && t.NeedsPerson() {
+					r, found := agent.FindRequest(reqs, tc.ID)
+					if !found {
+						reqs = append(reqs, agent.NewRequest(t, tc, h.now()))
+						r = &reqs[len(reqs)-1]
+					}
+					if r.Decision == nil {
+						if !a.inputTimedOut(*r) {
+							waiting = append(waiting, *r)
+							continue
+						}
+						if pol.OnInputTimeout != checkpoint.InputTimeoutReject {
+							reason := fmt.Sprintf("request %s (tool %s) had no answer within %s (--input-timeout)", r.ID, r.Tool, pol.InputTimeout)
+							return a.fail(ctx, a.newFailure(provider.InputTimeout, reason, 0, 0), true)
+						}
+						r.Decision = &agent.Decision{Decision: agent.DecideReject, TimedOut: true, At: h.now().UTC(),
+							Message: fmt.Sprintf("no one answered within %s", pol.InputTimeout)}
+					}
+					decision = r.Decision
+				}
+				st, err := a.runTool(ctx, tools, tc, head, len(steps)+1, decision)
 				if st == nil {
 					return err
 				}
@@ -71,6 +99,9 @@ func (a *attempt) runAgent(ctx context.Context, it *tasks.Item, model string) er
 				if size > pol.TranscriptLimit() {
 					return a.tooLarge(ctx, size)
 				}
+			}
+			if len(waiting) > 0 {
+				return a.park(ctx, reqs, waiting)
 			}
 
 		case agent.CallModel:
@@ -116,18 +147,32 @@ func (a *attempt) runAgent(ctx context.Context, it *tasks.Item, model string) er
 
 // runTool runs one pending call and commits its result as step n. It
 // returns nil and ProcessTask's answer when the attempt ended instead.
-func (a *attempt) runTool(ctx context.Context, tools []agent.Tool, tc tasks.ToolCall, head checkpoint.Step, n int) (*checkpoint.Step, error) {
+func (a *attempt) runTool(ctx context.Context, tools []agent.Tool, tc tasks.ToolCall, head checkpoint.Step, n int, d *agent.Decision) (*checkpoint.Step, error) {
 	h := a.h
 	pol := a.claimed.Policy
 	var out agent.Outcome
+	var prefix string
 	t, ok := agent.Find(tools, tc.Function.Name)
+	if ok && d != nil {
+		switch d.Decision {
+		case agent.DecideEdit:
+			tc.Function.Arguments = string(d.Arguments)
+			prefix = "a person changed the arguments to " + string(d.Arguments) + "; the result: "
+		case agent.DecideReject:
+			out.Content = agent.Rejected(d.Message)
+		case agent.DecideAnswer:
+			out.Content = d.Answer
+		}
+	}
 	switch {
 	case !ok:
 		out.Content = fmt.Sprintf("unknown tool %q: the tools you may call are %s", tc.Function.Name, strings.Join(agent.Names(tools), ", "))
 		h.metrics.toolRuns.WithLabelValues("unknown", "to_model").Inc()
-	case t.NeedsPerson():
-		reason := fmt.Sprintf("tool %s waits for a person (approval or a human executor), which this worker cannot ask", t.Name)
-		return nil, a.fail(ctx, a.newFailure(provider.ToolError, reason, 0, 0), true)
+	case d != nil && (d.Decision == agent.DecideReject || d.Decision == agent.DecideAnswer):
+		h.metrics.toolRuns.WithLabelValues(t.Name, string(d.Decision)).Inc()
+	case t.Kind() == agent.ExecutorHuman:
+		// Only a person's answer can resolve a human tool's call.
+		return nil, a.fail(ctx, a.newFailure(provider.ToolError, fmt.Sprintf("tool %s is answered by a person, and the decision %q is no answer", t.Name, d.Decision), 0, 0), true)
 	default:
 		if !pol.Deadline.IsZero() && !h.now().Before(pol.Deadline) {
 			return nil, a.expire(ctx)
@@ -156,13 +201,16 @@ func (a *attempt) runTool(ctx context.Context, tools []agent.Tool, tc tasks.Tool
 			h.metrics.toolRuns.WithLabelValues(t.Name, "ok").Inc()
 		}
 	}
-	content := out.Content
+	content := prefix + out.Content
 	if content == "" {
 		content = "(no output)" // providers refuse an empty tool message
 	}
 	st := checkpoint.Step{
 		N: n, Kind: checkpoint.StepTool, Runs: out.Runs, At: h.now().UTC(),
 		Message: tasks.Message{Role: "tool", ToolCallID: tc.ID, Content: content},
+	}
+	if d != nil {
+		st.Decision = d.Decision
 	}
 	if ok, err := a.appendStep(ctx, st); !ok {
 		return nil, err
@@ -268,4 +316,67 @@ func transcriptBytes(input []tasks.Message, steps []checkpoint.Step) int {
 func messageBytes(m tasks.Message) int {
 	b, _ := json.Marshal(m)
 	return len(b)
+}
+
+// parkRecheck is how long a parked item's task waits before it looks at
+// its requests again when no input timeout or deadline comes sooner; an
+// answer runs it at once.
+const parkRecheck = 24 * time.Hour
+
+func needsPerson(tools []agent.Tool, calls []tasks.ToolCall) bool {
+	for _, tc := range calls {
+		if t, ok := agent.Find(tools, tc.Function.Name); ok && t.NeedsPerson() {
+			return true
+		}
+	}
+	return false
+}
+
+// inputTimedOut reports a request past --input-timeout.
+func (a *attempt) inputTimedOut(r agent.Request) bool {
+	d := a.claimed.Policy.InputTimeout
+	return d > 0 && !a.h.now().Before(r.Since.Add(d))
+}
+
+// errAwaitingInput is the cause of the wait of a parked item's task: asynq
+// shows it as the task's last error.
+type errAwaitingInput struct{ tools []string }
+
+func (e errAwaitingInput) Error() string {
+	return "awaiting a person: " + strings.Join(e.tools, ", ") + " (see producer inbox)"
+}
+
+// park checkpoints the item's requests and parks it (awaiting_input): its
+// task leaves the queue for asynq's retry set, holding no worker, lease or
+// slot, until an answer runs it (producer run --responses, respond), its
+// input timeout or the job's deadline comes, or parkRecheck passes.
+func (a *attempt) park(ctx context.Context, reqs, waiting []agent.Request) error {
+	h := a.h
+	pol := a.claimed.Policy
+	err := a.durably(context.WithoutCancel(ctx), func(ctx context.Context) error {
+		return h.store.Park(ctx, a.job, a.id, a.token, reqs, a.unsent)
+	})
+	switch {
+	case errors.Is(err, checkpoint.ErrClaimLost):
+		return nil
+	case err != nil:
+		return err
+	}
+	a.unsent = false
+	now := h.now()
+	delay := parkRecheck
+	var tools []string
+	for _, r := range waiting {
+		tools = append(tools, r.Tool)
+		if pol.InputTimeout > 0 {
+			delay = min(delay, r.Since.Add(pol.InputTimeout).Sub(now))
+		}
+	}
+	if !pol.Deadline.IsZero() {
+		delay = min(delay, pol.Deadline.Sub(now))
+	}
+	delay = max(delay, time.Second)
+	h.metrics.items.WithLabelValues("parked").Inc()
+	a.log().Info("item parked: waiting for a person", "requests", len(waiting), "tools", strings.Join(tools, ","))
+	return &RetryError{Err: errAwaitingInput{tools: tools}, Delay: delay, Wait: true}
 }

@@ -56,7 +56,7 @@ func newRoot(a *app) *cobra.Command {
 	})
 	root.PersistentFlags().StringVar(&a.redisURL, "redis", "", "Redis URL: redis://, rediss:// (TLS), redis-sentinel://, redis-cluster:// (default $REDIS_URL, else "+redisconn.DefaultURL+")")
 	root.AddCommand(a.runCmd(), a.statusCmd(), a.exportCmd(), a.jobsCmd(), a.cancelCmd(), a.deleteCmd(),
-		a.failedCmd(), a.replayCmd(), a.mergeCmd(), a.budgetCmd())
+		a.failedCmd(), a.replayCmd(), a.mergeCmd(), a.budgetCmd(), a.inboxCmd(), a.respondCmd())
 	return root
 }
 
@@ -106,6 +106,8 @@ type runFlags struct {
 	contextLimit, reserveOutput                                    int
 	onOverflow, modelsFile, toolsFile                              string
 	maxSteps, maxTranscriptBytes                                   int
+	responses, onInputTimeout                                      string
+	inputTimeout                                                   time.Duration
 	budgetUSD                                                      float64
 	budgetTokens                                                   int64
 }
@@ -113,11 +115,13 @@ type runFlags struct {
 func (a *app) runCmd() *cobra.Command {
 	var f runFlags
 	c := &cobra.Command{
-		Use:   "run --job NAME [flags] FILE|-",
-		Short: "Submit a JSONL or CSV file as a job, or resume it (the same command)",
+		Use:   "run --job NAME [flags] [FILE|-] [--responses ANSWERS.jsonl]",
+		Short: "Submit a JSONL or CSV file as a job, resume it, or answer its requests (the same command)",
 		Long: `Records every item of FILE in the job and enqueues one task per item that is
 not done, failed or already queued. Running it again resumes: nothing done or
-queued is enqueued twice; failed items are left to replay.
+queued is enqueued twice; failed items are left to replay. With --responses,
+the answers to requests of items waiting for a person are recorded (with or
+without FILE) and the answered items resume.
 
 Exit codes: 0 every line accepted; 3 some lines rejected, the rest enqueued;
 1 nothing enqueued (strict with bad lines, every line rejected, empty file,
@@ -125,12 +129,21 @@ Redis unreachable); 2 usage error. With --embedded, the exit code is that of
 status --wait (0 all done, 4 some failed, 5 expired or cancelled; 130 when
 interrupted).`,
 		Args: func(c *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usage("run takes exactly one FILE (or - for standard input), got %d", len(args))
+			switch {
+			case len(args) > 1:
+				return usage("run takes one FILE (or - for standard input), got %d", len(args))
+			case len(args) == 0 && f.responses == "":
+				return usage("run takes a FILE (or - for standard input), or --responses ANSWERS.jsonl, or both")
 			}
 			return nil
 		},
-		RunE: func(c *cobra.Command, args []string) error { return a.run(c, f, args[0]) },
+		RunE: func(c *cobra.Command, args []string) error {
+			file := ""
+			if len(args) == 1 {
+				file = args[0]
+			}
+			return a.run(c, f, file)
+		},
 	}
 	fl := c.Flags()
 	fl.StringVar(&f.job, "job", "", "job name (letters, digits, . _ -)")
@@ -162,6 +175,9 @@ interrupted).`,
 	fl.StringVar(&f.toolsFile, "tools", "", "JSON file of tools the model may call: every item becomes an agent run (see README, Agent items)")
 	fl.IntVar(&f.maxSteps, "max-steps", checkpoint.DefaultMaxSteps, "agent items: model calls per item at most; past it the item fails max_steps")
 	fl.IntVar(&f.maxTranscriptBytes, "max-transcript-bytes", checkpoint.DefaultMaxTranscriptBytes, "agent items: transcript size at most; past it the item fails too_large")
+	fl.StringVar(&f.responses, "responses", "", "JSONL answers to requests waiting for a person: {\"item\", \"request\", \"decision\": approve|reject|edit|answer, \"message\", \"arguments\", \"answer\"}")
+	fl.DurationVar(&f.inputTimeout, "input-timeout", 0, "agent items: how long a request waits for a person (0 = as long as the job lives)")
+	fl.StringVar(&f.onInputTimeout, "on-input-timeout", "fail", "past --input-timeout: fail (class input_timeout) or reject (the model is told no one answered)")
 	fl.StringVar(&f.simFaults, "sim-faults", "", "with --embedded and the simulator: random fault mix (default "+embedded.DemoFaults+"; none for no faults)")
 	return c
 }
@@ -191,6 +207,7 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 	}
 	if pol.Agent() || c.Flags().Changed("max-steps") || c.Flags().Changed("max-transcript-bytes") {
 		pol.MaxSteps, pol.MaxTranscriptBytes = f.maxSteps, f.maxTranscriptBytes
+		pol.InputTimeout, pol.OnInputTimeout = f.inputTimeout, checkpoint.InputTimeoutDo(f.onInputTimeout)
 	}
 	if f.modelsFile != "" {
 		fh, err := os.Open(f.modelsFile)
@@ -230,9 +247,26 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 	if f.maxItemBytes < 1 {
 		return usage("--max-item-bytes must be positive, got %d", f.maxItemBytes)
 	}
-	var in io.Reader = a.env.Stdin
-	name := "stdin"
-	if file != "-" {
+	var responses []jobs.Response
+	var badResponses []input.Rejection
+	if f.responses != "" {
+		fh, err := os.Open(f.responses)
+		if err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("open responses: %w", err)}
+		}
+		responses, badResponses, err = jobs.ReadResponses(fh)
+		fh.Close()
+		if err != nil {
+			return &exitError{code: 1, err: err}
+		}
+	}
+	var in io.Reader
+	name := ""
+	switch file {
+	case "":
+	case "-":
+		in, name = a.env.Stdin, "stdin"
+	default:
 		fh, err := os.Open(file)
 		if err != nil {
 			return &exitError{code: 1, err: fmt.Errorf("open input: %w", err)}
@@ -246,22 +280,62 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 		MaxItemBytes: f.maxItemBytes, Strict: f.strict, Concurrency: f.concurrency,
 	}
 	if f.embedded {
-		return a.runEmbedded(ctx, f, so)
+		if in == nil {
+			return usage("run --embedded needs the job's FILE: nothing of an embedded job outlives its process but its files")
+		}
+		return a.runEmbedded(ctx, f, so, responses, badResponses)
 	}
 	d, closeDeps, err := a.deps(ctx)
 	if err != nil {
 		return err
 	}
 	defer closeDeps()
-	sum, err := jobs.Submit(ctx, d, so)
-	a.printSummary(f.jsonOut, sum)
-	if err != nil {
-		return err
+	var sum jobs.Summary
+	if in != nil {
+		sum, err = jobs.Submit(ctx, d, so)
+		if err != nil || f.responses == "" {
+			a.printSummary(f.jsonOut, sum)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if f.responses != "" {
+		rs, err := jobs.Respond(ctx, d, f.job, responses)
+		rs.Rejected += len(badResponses)
+		rs.RejectedLines = jobs.SortRejections(append(rs.RejectedLines, badResponses...))
+		sum.Job, sum.Responses = f.job, &rs
+		if in == nil {
+			a.printResponses(f.jsonOut, f.job, rs)
+		} else {
+			a.printSummary(f.jsonOut, sum)
+			if !f.jsonOut {
+				jobs.PrintResponses(a.env.Stdout, rs)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if rs.Rejected > 0 {
+			return &exitError{code: 3}
+		}
 	}
 	if sum.Rejected > 0 {
 		return &exitError{code: 3}
 	}
 	return nil
+}
+
+func (a *app) printResponses(asJSON bool, job string, rs jobs.RespondSummary) {
+	if asJSON {
+		b, _ := json.Marshal(struct {
+			Job string `json:"job"`
+			jobs.RespondSummary
+		}{job, rs})
+		fmt.Fprintln(a.env.Stdout, string(b))
+		return
+	}
+	jobs.PrintResponses(a.env.Stdout, rs)
 }
 
 // parseDeadline reads --deadline (RFC 3339) or --deadline-in (from now);
@@ -296,7 +370,7 @@ func (a *app) printSummary(asJSON bool, s jobs.Summary) {
 	jobs.PrintSummary(a.env.Stdout, s)
 }
 
-func (a *app) runEmbedded(ctx context.Context, f runFlags, so jobs.SubmitOptions) error {
+func (a *app) runEmbedded(ctx context.Context, f runFlags, so jobs.SubmitOptions, responses []jobs.Response, badResponses []input.Rejection) error {
 	base := f.baseURL
 	if base == "" {
 		base = a.env.Getenv("OPENAI_BASE_URL")
@@ -311,6 +385,9 @@ func (a *app) runEmbedded(ctx context.Context, f runFlags, so jobs.SubmitOptions
 		TTY:             a.env.TTY,
 		JSON:            f.jsonOut,
 		Logger:          a.log,
+		Responses:       responses,
+		BadResponses:    badResponses,
+		Stdin:           a.env.Stdin,
 	})
 	if err != nil {
 		return err
