@@ -66,7 +66,9 @@ type Options struct {
 	// responses file that could not be read.
 	Responses    []jobs.Response
 	BadResponses []input.Rejection
-	// Stdin is where a terminal's answers are read from (with TTY).
+	// Ask asks a person at the terminal (Stdin, Stderr) for what waits
+	// for them, once nothing else is left to do.
+	Ask   bool
 	Stdin io.Reader
 }
 
@@ -225,7 +227,7 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 
 	prog := jobs.NewProgress(o.Stderr, o.TTY)
 	st, waitErr := jobs.Wait(ctx, store, job, 250*time.Millisecond, prog.Update)
-	for waitErr == nil && st.OnlyPeople() && o.TTY && o.Stdin != nil {
+	for waitErr == nil && st.OnlyPeople() && o.Ask && o.Stdin != nil {
 		// Everything else is finished: ask the person at the terminal.
 		answered, err := askTerminal(ctx, deps, job, o.Stdin, o.Stderr)
 		if err != nil {

@@ -283,7 +283,7 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 		if in == nil {
 			return usage("run --embedded needs the job's FILE: nothing of an embedded job outlives its process but its files")
 		}
-		return a.runEmbedded(ctx, f, so, responses, badResponses)
+		return a.runEmbedded(ctx, f, so, responses, badResponses, file != "-")
 	}
 	d, closeDeps, err := a.deps(ctx)
 	if err != nil {
@@ -370,7 +370,7 @@ func (a *app) printSummary(asJSON bool, s jobs.Summary) {
 	jobs.PrintSummary(a.env.Stdout, s)
 }
 
-func (a *app) runEmbedded(ctx context.Context, f runFlags, so jobs.SubmitOptions, responses []jobs.Response, badResponses []input.Rejection) error {
+func (a *app) runEmbedded(ctx context.Context, f runFlags, so jobs.SubmitOptions, responses []jobs.Response, badResponses []input.Rejection, stdinFree bool) error {
 	base := f.baseURL
 	if base == "" {
 		base = a.env.Getenv("OPENAI_BASE_URL")
@@ -388,6 +388,7 @@ func (a *app) runEmbedded(ctx context.Context, f runFlags, so jobs.SubmitOptions
 		Responses:       responses,
 		BadResponses:    badResponses,
 		Stdin:           a.env.Stdin,
+		Ask:             a.env.Interactive && stdinFree,
 	})
 	if err != nil {
 		return err

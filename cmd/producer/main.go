@@ -32,6 +32,7 @@ func main() {
 	code := Main(ctx, Env{
 		Args: os.Args[1:], Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		Getenv: os.Getenv, TTY: term.IsTerminal(int(os.Stderr.Fd())),
+		Interactive: term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stderr.Fd())),
 	})
 	stop()
 	os.Exit(code)
@@ -50,6 +51,10 @@ type Env struct {
 	Getenv         func(string) string
 	// TTY selects live progress bars.
 	TTY bool
+	// Interactive says a person is at the terminal (standard input and
+	// error are terminals): an embedded run asks them what waits for a
+	// person.
+	Interactive bool
 }
 
 // exitError carries an exit code; its message, when not empty, is printed.
