@@ -16,6 +16,7 @@
 //	llmfleet:{job}:failure  hash  item id → final failure record
 //	llmfleet:{job}:lasterr  hash  item id → last retryable failure
 //	llmfleet:{job}:steps    hash  agent items' steps: "c:ID" → step count, "N:ID" → step N (JSON)
+//	llmfleet:{job}:awaiting hash  item id → its requests for a person, with their decisions (JSON)
 //	llmfleet:jobs           set   job names (the only key outside a job's slot)
 //
 // The keys of the fleet-wide breaker and rate limiter are spelled in keys.go
@@ -26,7 +27,7 @@
 //
 // job.go (jobs: open, snapshot, pause, budgets), policy.go (the policy and
 // its validation), item.go (an item's transitions: record, begin, commit,
-// fail, release), steps.go (agent items' steps), sweep.go (job-level ends: cancel, expire), replay.go
+// fail, release), steps.go (agent items' steps), awaiting.go (items parked for a person), sweep.go (job-level ends: cancel, expire), replay.go
 // (failed items back to pending), walk.go (reading items in input order),
 // keys.go (the key schema), scripts.go (the Lua scripts), coalesce.go
 // (group commit of the worker's transitions).
@@ -56,6 +57,12 @@
 //     to the job's spend and starts the next step's call count from 0
 //     (--max-attempts bounds the failed calls of one step). A replay or an
 //     edit removes the item's steps, so its run starts over.
+//   - An item parked for a person (awaiting_input) holds no claim: Park
+//     drops it in the script that stores the requests. Decisions are
+//     written by compare and set (Decide), only while the item is parked;
+//     the one that answers its last request puts it back to pending, in the
+//     same script. total = done + failed + active + awaiting_input +
+//     pending holds in every snapshot.
 //   - Whether an item is done is the checkpoint's answer, never asynq's.
 //   - The attempt budget (provider calls per item) is counted here, so asynq's
 //     retry counter, which also counts crashes and waits, is never trusted.

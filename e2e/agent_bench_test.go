@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -96,4 +97,85 @@ func jobMemory(b *testing.B, addr, job string) (steps, total int64) {
 		b.Fatal(err)
 	}
 	return steps, total
+}
+
+// BenchmarkParkedItems parks 2,000 agent items on a tool that needs
+// approval and reports what a parked item keeps in Redis: the job's keys
+// (input, status, its model step, its request) and asynq's task, which
+// waits in the retry set. Items done as single prompts on the same fleet
+// are the comparison.
+func BenchmarkParkedItems(b *testing.B) {
+	benchNeedRedis(b)
+	const n = 2000
+	f := newBenchFleet(b)
+	ts := newToolServer(b)
+	tools := filepath.Join(b.TempDir(), "tools.json")
+	doc := fmt.Sprintf(`{"tools": [{"name": "clean_logs", "url": "%s/clean_logs", "approval": "always"}]}`, ts.URL)
+	if err := os.WriteFile(tools, []byte(doc), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	var sb strings.Builder
+	for i := range n {
+		fmt.Fprintf(&sb, `{"id": "p%05d", "prompt": "clean host %d #tools:clean_logs"}`+"\n", i, i)
+	}
+	items := filepath.Join(b.TempDir(), "items.jsonl")
+	if err := os.WriteFile(items, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	f.worker(b)
+	b.ResetTimer()
+	var job string
+	for i := range b.N {
+		job = fmt.Sprintf("parked-%d", i)
+		t0 := time.Now()
+		if r := benchRun(b, f.env, "producer", "run", "--job", job, "--tools", tools, items); r.code != 0 {
+			b.Fatalf("run: exit %d: %s", r.code, r.stderr)
+		}
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			r := benchRun(b, f.env, "producer", "status", "--job", job, "--json")
+			var st struct {
+				AwaitingInput int `json:"awaiting_input"`
+			}
+			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
+				b.Fatalf("status: exit %d: %s", r.code, r.stderr)
+			}
+			if st.AwaitingInput == n {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d items parked after 5m", st.AwaitingInput, n)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		b.ReportMetric(float64(n)/time.Since(t0).Seconds(), "parked_items/s")
+	}
+	b.StopTimer()
+	_, total := jobMemory(b, f.redis.Addr, job)
+	b.ReportMetric(float64(total)/float64(n), "redis_bytes/parked_item")
+	b.ReportMetric(float64(keysMemory(b, f.redis.Addr, "asynq:{default}:t:*"))/float64(n), "asynq_bytes/parked_task")
+	if ts.count() != 0 {
+		b.Fatalf("the tool ran %d times before any approval", ts.count())
+	}
+}
+
+// keysMemory is MEMORY USAGE summed over the keys matching pattern.
+func keysMemory(b *testing.B, addr, pattern string) int64 {
+	b.Helper()
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	var total int64
+	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		n, err := rdb.MemoryUsage(ctx, iter.Val(), 0).Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += n
+	}
+	if err := iter.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return total
 }

@@ -26,7 +26,11 @@
 // the last committed step. Its model calls go through the same callModel
 // as a single prompt's: window, guards, classification and retries are
 // shared. Tool runs are the agent package's (HTTP tools with a stable
-// Idempotency-Key, Go tools from Config.Tools).
+// Idempotency-Key, Go tools from Config.Tools). A call that waits for a
+// person (approval "always", executor "human") parks the item: its
+// requests are checkpointed and its task returns a wait, so it sits in
+// asynq's retry set until an answer runs it, its --input-timeout or the
+// job's deadline comes, or a daily recheck.
 //
 // # What an item costs
 //
