@@ -14,12 +14,8 @@
 // function the worker registers under its name (worker.Config.Tools);
 // executor "human" and approval "always" wait for a person.
 //
-// Parameters are a JSON Schema (draft 2020-12 unless the schema says
-// otherwise), compiled with santhosh-tekuri/jsonschema: the most complete
-// and best-kept Go implementation of the current drafts, with no
-// dependencies and errors that name the failing keyword and location. A
-// schema may not $ref anything outside itself, so compiling it on a
-// worker reads no file and no network.
+// Parameters are a JSON Schema, compiled and checked by package schema
+// (draft 2020-12 unless the schema says otherwise; no $ref outside it).
 //
 // # Where a run stands
 //

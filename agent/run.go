@@ -22,6 +22,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/llmfleet/llmfleet/schema"
 	"github.com/llmfleet/llmfleet/tasks"
 )
 
@@ -84,7 +85,7 @@ type Runner struct {
 	BackoffMin, BackoffMax time.Duration
 	Log                    *slog.Logger
 
-	schemas sync.Map // tool name + parameters → *jsonschema.Schema
+	schemas sync.Map // tool name + parameters → *schema.Schema
 }
 
 // maxResultBytes bounds what one tool may answer: a larger answer is a
@@ -156,7 +157,7 @@ func (r *Runner) arguments(t *Tool, raw string) (json.RawMessage, string) {
 		if r.Log != nil {
 			r.Log.Warn("compile tool parameters", "tool", t.Name, "err", err)
 		}
-	} else if err := sch.Validate(inst); err != nil {
+	} else if err := sch.ValidateValue(inst); err != nil {
 		return nil, fmt.Sprintf("invalid arguments for tool %s: %s. Call it again with arguments that match its parameters.", t.Name, oneLine(err.Error()))
 	}
 	var b bytes.Buffer
@@ -175,10 +176,10 @@ func (r *Runner) ValidateArguments(t *Tool, args string) error {
 	return nil
 }
 
-func (r *Runner) schema(t *Tool) (*jsonschema.Schema, error) {
+func (r *Runner) schema(t *Tool) (*schema.Schema, error) {
 	key := t.Name + "\x00" + string(t.Parameters)
 	if s, ok := r.schemas.Load(key); ok {
-		return s.(*jsonschema.Schema), nil
+		return s.(*schema.Schema), nil
 	}
 	s, err := CompileSchema(t.Parameters)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/llmfleet/llmfleet/schema"
 )
 
 // Approval says whether a tool call waits for a person before it runs.
@@ -317,28 +317,5 @@ func Find(tools []Tool, name string) (*Tool, bool) {
 	return nil, false
 }
 
-// noLoader refuses every $ref to an outside document: a tool's schema is
-// compiled on workers, which must not read their files or the network for
-// it.
-type noLoader struct{}
-
-func (noLoader) Load(u string) (any, error) {
-	return nil, fmt.Errorf("schema references %s: only references inside the schema are allowed", u)
-}
-
-// CompileSchema compiles a JSON Schema (draft 2020-12 unless it says
-// otherwise).
-func CompileSchema(schema json.RawMessage) (*jsonschema.Schema, error) {
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schema))
-	if err != nil {
-		return nil, err
-	}
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.UseLoader(noLoader{})
-	const loc = "mem://tool/parameters.json"
-	if err := c.AddResource(loc, doc); err != nil {
-		return nil, err
-	}
-	return c.Compile(loc)
-}
+// CompileSchema compiles a JSON Schema (package schema).
+func CompileSchema(raw json.RawMessage) (*schema.Schema, error) { return schema.Compile(raw) }
