@@ -84,8 +84,8 @@ type Outcome struct {
 	// a person, with what their items need to resume in a rerun.
 	AwaitingFile string
 	// Responses is what the run's --responses did.
-	Responses *jobs.RespondSummary
-	Interrupted     bool
+	Responses   *jobs.RespondSummary
+	Interrupted bool
 }
 
 // ExitInterrupted is the exit code after Ctrl-C, as shells expect.
