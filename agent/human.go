@@ -34,9 +34,11 @@ const (
 )
 
 // Request is one tool call waiting for a person. Its id is the model's call
-// id, unique within the item.
+// id; Step is the model step that made the call, since a provider may
+// number its calls anew in each answer.
 type Request struct {
 	ID        string          `json:"request"`
+	Step      int             `json:"step"`
 	Kind      RequestKind     `json:"kind"`
 	Tool      string          `json:"tool"`
 	Arguments json.RawMessage `json:"arguments,omitempty"`
@@ -58,8 +60,8 @@ type Decision struct {
 
 // NewRequest is the request a call to t makes. A question is the call's
 // "question" argument when it has one, else its arguments.
-func NewRequest(t *Tool, tc tasks.ToolCall, now time.Time) Request {
-	r := Request{ID: tc.ID, Kind: KindApproval, Tool: t.Name, Since: now.UTC()}
+func NewRequest(t *Tool, tc tasks.ToolCall, step int, now time.Time) Request {
+	r := Request{ID: tc.ID, Step: step, Kind: KindApproval, Tool: t.Name, Since: now.UTC()}
 	if args := strings.TrimSpace(tc.Function.Arguments); json.Valid([]byte(args)) {
 		r.Arguments = json.RawMessage(args)
 	} else if args != "" {
@@ -131,12 +133,28 @@ func Undecided(reqs []Request) []Request {
 	return out
 }
 
-// FindRequest returns the request of a call id.
-func FindRequest(reqs []Request, id string) (*Request, bool) {
+// FindRequest returns the request of the call id made by model step step.
+func FindRequest(reqs []Request, step int, id string) (*Request, bool) {
 	for i := range reqs {
-		if reqs[i].ID == id {
+		if reqs[i].ID == id && reqs[i].Step == step {
 			return &reqs[i], true
 		}
 	}
 	return nil, false
+}
+
+// Named returns the request a person names by id: the undecided one with
+// that id, else the latest decided one (answering it changes nothing).
+func Named(reqs []Request, id string) (*Request, bool) {
+	var decided *Request
+	for i := range reqs {
+		if reqs[i].ID != id {
+			continue
+		}
+		if reqs[i].Decision == nil {
+			return &reqs[i], true
+		}
+		decided = &reqs[i]
+	}
+	return decided, decided != nil
 }

@@ -275,7 +275,7 @@ func (r *Runner) post(ctx context.Context, t *Tool, c Call) (string, error) {
 	req.Header.Set("User-Agent", "llmfleet-worker")
 	client := r.Client
 	if client == nil {
-		client = http.DefaultClient
+		client = sameHostClient
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -302,6 +302,19 @@ func (r *Runner) post(ctx context.Context, t *Tool, c Call) (string, error) {
 	}
 	return "", fmt.Errorf("HTTP %d: not an answer", resp.StatusCode)
 }
+
+// sameHostClient follows redirects within the tool's host only: a
+// redirect elsewhere would carry the tool's headers (and their secrets) to
+// another server. The 3xx itself is then the answer, which is no result.
+var sameHostClient = &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if req.URL.Host != via[0].URL.Host {
+		return http.ErrUseLastResponse
+	}
+	return nil
+}}
 
 // transportError says what went wrong without the url (which may hold an
 // expanded secret), and without any expanded value (a DNS error names the

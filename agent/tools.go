@@ -237,6 +237,11 @@ func (t *Tool) validate() error {
 	if t.URL != "" && !plausibleURL(t.URL) {
 		return fmt.Errorf("url must be an http or https url, got %q", t.URL)
 	}
+	if t.URL != "" {
+		if err := literalURLSecret(t.URL); err != nil {
+			return err
+		}
+	}
 	for _, name := range sortedKeys(t.Headers) {
 		v := t.Headers[name]
 		if secretHeader.MatchString(name) && !strings.Contains(v, "${") && v != "" {
@@ -266,6 +271,27 @@ func plausibleURL(tmpl string) bool {
 		return true
 	}
 	return httpURL(os.Expand(tmpl, func(string) string { return "0" }))
+}
+
+// literalURLSecret refuses a url that holds a credential written out: a
+// password in its user info, or a query parameter whose name says it is a
+// credential, not taken from ${VAR}. The tools file is stored in Redis.
+func literalURLSecret(tmpl string) error {
+	u, err := url.Parse(os.Expand(tmpl, func(name string) string { return "VAR" + name }))
+	if err != nil {
+		return nil // plausibleURL already judged it
+	}
+	if p, ok := u.User.Password(); ok && !strings.HasPrefix(p, "VAR") {
+		return errors.New("url holds a literal password: write it as ${VAR} so the secret stays in the workers' environment (the tools file is stored in Redis with the job)")
+	}
+	for name, vals := range u.Query() {
+		for _, v := range vals {
+			if secretHeader.MatchString(name) && v != "" && !strings.HasPrefix(v, "VAR") {
+				return fmt.Errorf("url parameter %s holds a literal value: write it as ${VAR} so the secret stays in the workers' environment (the tools file is stored in Redis with the job)", name)
+			}
+		}
+	}
+	return nil
 }
 
 // httpURL reports an absolute http or https url.

@@ -117,7 +117,7 @@ func readAwaiting(path string) (map[string]jobs.Parked, error) {
 // askTerminal asks every waiting request on the terminal and records the
 // answers; it returns how many were answered (0 when the person skipped
 // them all).
-func askTerminal(ctx context.Context, d jobs.Deps, job string, in io.Reader, out io.Writer) (int, error) {
+func askTerminal(ctx context.Context, d jobs.Deps, job string, lines <-chan string, out io.Writer) (int, error) {
 	entries, err := jobs.Inbox(ctx, d.Store, job)
 	if err != nil {
 		return 0, err
@@ -126,13 +126,14 @@ func askTerminal(ctx context.Context, d jobs.Deps, job string, in io.Reader, out
 	if err != nil {
 		return 0, err
 	}
-	lines := bufio.NewScanner(in)
 	read := func(prompt string) (string, bool) {
 		fmt.Fprint(out, prompt)
-		if !lines.Scan() {
+		select {
+		case <-ctx.Done():
 			return "", false
+		case l, ok := <-lines:
+			return strings.TrimSpace(l), ok
 		}
-		return strings.TrimSpace(lines.Text()), true
 	}
 	answered := 0
 	runner := &agent.Runner{}
@@ -142,7 +143,7 @@ func askTerminal(ctx context.Context, d jobs.Deps, job string, in io.Reader, out
 			fmt.Fprintf(out, "\nitem %s asks (%s): %s\n", e.Item, e.Tool, e.Question)
 			a, ok := read("your answer (empty to leave it for later): ")
 			if !ok {
-				return answered, nil
+				return answered, ctx.Err()
 			}
 			if a == "" {
 				continue
@@ -153,7 +154,7 @@ func askTerminal(ctx context.Context, d jobs.Deps, job string, in io.Reader, out
 		ask:
 			a, ok := read("[a]pprove, [r]eject, [e]dit the arguments, or [s]kip (leave it for later)? ")
 			if !ok {
-				return answered, nil
+				return answered, ctx.Err()
 			}
 			switch strings.ToLower(a) {
 			case "a", "approve", "y", "yes":
@@ -161,12 +162,12 @@ func askTerminal(ctx context.Context, d jobs.Deps, job string, in io.Reader, out
 			case "r", "reject", "n", "no":
 				r.Decision = agent.DecideReject
 				if r.Message, ok = read("why (the model reads it; may be empty): "); !ok {
-					return answered, nil
+					return answered, ctx.Err()
 				}
 			case "e", "edit":
 				args, ok := read("new arguments (JSON): ")
 				if !ok {
-					return answered, nil
+					return answered, ctx.Err()
 				}
 				t, _ := agent.Find(j.Policy.Tools, e.Tool)
 				if err := e.Request.Fits(agent.Decision{Decision: agent.DecideEdit, Arguments: json.RawMessage(args)}, t, runner); err != nil || !json.Valid([]byte(args)) {
@@ -190,5 +191,20 @@ func askTerminal(ctx context.Context, d jobs.Deps, job string, in io.Reader, out
 		}
 		answered++
 	}
-	return answered, nil
+	return answered, ctx.Err()
+}
+
+// terminalLines reads in line by line for askTerminal, so that a prompt
+// can give up on Ctrl-C while a read is blocked. The goroutine ends at the
+// end of in (a terminal's ends with the process).
+func terminalLines(in io.Reader) <-chan string {
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(in)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	return lines
 }

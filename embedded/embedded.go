@@ -131,6 +131,7 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 
+	usesDemo := false
 	if len(o.Submit.Policy.Tools) == 0 {
 		if rs, ok := o.Submit.Input.(io.ReadSeeker); ok {
 			uses := namesTools(rs)
@@ -138,6 +139,7 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 				return out, fmt.Errorf("rewind input: %w", err)
 			}
 			if uses {
+				usesDemo = true
 				o.Submit.Policy.Tools = DemoTools()
 				if o.Submit.Policy.MaxSteps == 0 {
 					o.Submit.Policy.MaxSteps = checkpoint.DefaultMaxSteps
@@ -151,6 +153,12 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 	}
 	if o.Submit.Policy.Agent() {
 		out.TranscriptsFile = filepath.Join(o.Dir, job+".transcripts.jsonl")
+	}
+	// The demo's Go tools answer only the demo's tools: a user's tool file
+	// with a check_disk of its own must not get the demo's answers.
+	var demoFuncs map[string]agent.Func
+	if usesDemo {
+		demoFuncs = DemoFuncs()
 	}
 
 	pc := o.Provider
@@ -188,7 +196,7 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 		Provider:        pc,
 		Logger:          o.Logger,
 		Breaker:         brk,
-		Tools:           DemoFuncs(),
+		Tools:           demoFuncs,
 	})
 	if err != nil {
 		return out, err
@@ -227,11 +235,22 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 
 	prog := jobs.NewProgress(o.Stderr, o.TTY)
 	st, waitErr := jobs.Wait(ctx, store, job, 250*time.Millisecond, prog.Update)
+	var lines <-chan string
 	for waitErr == nil && st.OnlyPeople() && o.Ask && o.Stdin != nil {
 		// Everything else is finished: ask the person at the terminal.
-		answered, err := askTerminal(ctx, deps, job, o.Stdin, o.Stderr)
+		if lines == nil {
+			lines = terminalLines(o.Stdin)
+		}
+		answered, err := askTerminal(ctx, deps, job, lines, o.Stderr)
+		if ctx.Err() != nil {
+			waitErr = ctx.Err()
+			break
+		}
 		if err != nil {
-			return out, err
+			// What was answered is recorded; the rest goes to the
+			// awaiting file below.
+			fmt.Fprintf(o.Stderr, "asking on the terminal: %v\n", err)
+			break
 		}
 		if answered == 0 {
 			break

@@ -112,6 +112,12 @@ func Respond(ctx context.Context, d Deps, job string, rs []Response) (RespondSum
 		case outcome.already != "":
 			sum.AlreadyAnswered++
 			sum.Notes = append(sum.Notes, fmt.Sprintf("%s: %s", r.Source, outcome.already))
+			if outcome.complete && !ready[r.Item] {
+				// Answered before, yet not resumed (a wake that failed,
+				// a producer that died): wake it now.
+				ready[r.Item] = true
+				order = append(order, r.Item)
+			}
 		default:
 			sum.Applied++
 			if outcome.complete && !ready[r.Item] {
@@ -120,13 +126,16 @@ func Respond(ctx context.Context, d Deps, job string, rs []Response) (RespondSum
 			}
 		}
 	}
+	var errs []error
 	for _, id := range order {
 		if err := wakeTask(ctx, d, job, id, j.Policy); err != nil {
-			return sum, fmt.Errorf("resume item %q: %w", id, err)
+			// The answers are recorded: answering again wakes the item.
+			errs = append(errs, fmt.Errorf("resume item %q (its answers are recorded; answer again to retry): %w", id, err))
+			continue
 		}
 		sum.Resumed++
 	}
-	return sum, nil
+	return sum, errors.Join(errs...)
 }
 
 type rejectedError struct{ msg string }
@@ -185,7 +194,8 @@ func respondOne(ctx context.Context, store *checkpoint.Store, job string, pol ch
 			return responded{}, rejected("item %q does not wait for a person (it is %s)", r.Item, v.Status)
 		}
 		if r.Request == "" && len(undecided) == 0 {
-			return responded{already: fmt.Sprintf("item %s has no request left to answer: this answer changes nothing", r.Item)}, nil
+			return responded{already: fmt.Sprintf("item %s has no request left to answer: this answer changes nothing", r.Item),
+				complete: v.Status == checkpoint.ItemPending}, nil
 		}
 		id := r.Request
 		if id == "" {
@@ -194,13 +204,14 @@ func respondOne(ctx context.Context, store *checkpoint.Store, job string, pol ch
 			}
 			id = undecided[0].ID
 		}
-		req, ok := agent.FindRequest(reqs, id)
+		req, ok := agent.Named(reqs, id)
 		if !ok {
 			return responded{}, rejected("item %q has no request %q (its requests: %s)", r.Item, id, requestIDs(reqs))
 		}
 		if req.Decision != nil {
 			return responded{already: fmt.Sprintf("request %s of item %s was already answered (%s at %s): this answer changes nothing",
-				id, r.Item, req.Decision.Decision, req.Decision.At.Format(time.RFC3339))}, nil
+				id, r.Item, req.Decision.Decision, req.Decision.At.Format(time.RFC3339)),
+				complete: len(undecided) == 0 && v.Status == checkpoint.ItemPending}, nil
 		}
 		if v.Status != checkpoint.ItemAwaiting {
 			// A worker is looking at it (its task woke up): it parks it
@@ -261,12 +272,24 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// wakeWait bounds how long wakeTask waits for a task a worker is parking.
+const wakeWait = 10 * time.Second
+
 // wakeTask runs a parked item's task now: it waits in asynq's retry set
 // (moved to pending), or is enqueued again when it is gone.
 func wakeTask(ctx context.Context, d Deps, job, id string, pol checkpoint.Policy) error {
 	tid := tasks.TaskID(job, id)
-	if d.Inspector != nil {
+	deadline := time.Now().Add(wakeWait)
+	for d.Inspector != nil {
 		info, err := d.Inspector.GetTaskInfo(pol.Queue, tid)
+		if err == nil && info.State == asynq.TaskStateActive && time.Now().Before(deadline) {
+			// A worker is just parking it: once the task waits in the
+			// retry set, it can be run.
+			if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+				return err
+			}
+			continue
+		}
 		switch {
 		case err == nil && (info.State == asynq.TaskStateRetry || info.State == asynq.TaskStateScheduled || info.State == asynq.TaskStateArchived):
 			if err := d.Inspector.RunTask(pol.Queue, tid); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
@@ -275,11 +298,12 @@ func wakeTask(ctx context.Context, d Deps, job, id string, pol checkpoint.Policy
 				return nil
 			}
 		case err == nil:
-			// Pending or active: it will run.
+			// Pending, or still active after activeWait: it will run.
 			return nil
 		case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
 			return err
 		}
+		break
 	}
 	t, err := tasks.NewItemTask(job, id, TaskOptions(pol)...)
 	if err != nil {

@@ -118,7 +118,7 @@ func Submit(ctx context.Context, d Deps, o SubmitOptions) (sum Summary, err erro
 	// not leave a job whose stored policy holds it.
 	if _, err := input.NewReader(strings.NewReader(""), o.InputName, input.Options{
 		Format: o.Format, Template: o.Policy.Template, System: o.Policy.System,
-		JSONOutput: o.Policy.JSONOutput, MaxItemBytes: o.MaxItemBytes, Tools: agent.Names(o.Policy.Tools),
+		JSONOutput: o.Policy.JSONOutput, Schema: o.Policy.Schema, Endpoint: o.Policy.Endpoint, MaxItemBytes: o.MaxItemBytes, Tools: agent.Names(o.Policy.Tools),
 	}); err != nil {
 		return sum, &UsageError{Msg: err.Error()}
 	}
@@ -161,7 +161,7 @@ func Submit(ctx context.Context, d Deps, o SubmitOptions) (sum Summary, err erro
 	}
 	opts := input.Options{
 		Format: o.Format, Template: pol.Template, System: pol.System,
-		JSONOutput: pol.JSONOutput, MaxItemBytes: o.MaxItemBytes, Tools: agent.Names(pol.Tools),
+		JSONOutput: pol.JSONOutput, Schema: pol.Schema, Endpoint: pol.Endpoint, MaxItemBytes: o.MaxItemBytes, Tools: agent.Names(pol.Tools),
 	}
 	src := o.Input
 	if o.Strict {
@@ -258,8 +258,9 @@ func Submit(ctx context.Context, d Deps, o SubmitOptions) (sum Summary, err erro
 						return err
 					}
 					if restored == checkpoint.RestoredParked {
+						// Its task parks it again at once, with the wake
+						// time its input timeout and the deadline set.
 						sum.AwaitingInput++
-						break
 					}
 				}
 				enq.add(entries[j].ID)
@@ -364,18 +365,24 @@ func mergePolicy(stored, asked checkpoint.Policy, changed func(string) bool) (ch
 		{"--on-overflow", stored.OnOverflow != asked.OnOverflow, stored.OnOverflow, asked.OnOverflow},
 		{"--models", !reflect.DeepEqual(stored.Models, asked.Models), "(stored table)", "(file)"},
 		{"--tools", !reflect.DeepEqual(stored.Tools, asked.Tools), toolNames(stored.Tools), toolNames(asked.Tools)},
+		{"--schema", !reflect.DeepEqual(stored.Schema, asked.Schema), "(stored schema)", "(file)"},
+		{"--endpoint", stored.Endpoint != asked.Endpoint, stored.Endpoint, asked.Endpoint},
+		{"--embedding-model", stored.EmbeddingModel != asked.EmbeddingModel, stored.EmbeddingModel, asked.EmbeddingModel},
 		{"--max-transcript-bytes", stored.MaxTranscriptBytes != asked.MaxTranscriptBytes, stored.MaxTranscriptBytes, asked.MaxTranscriptBytes},
 		{"--on-input-timeout", stored.OnInputTimeout != asked.OnInputTimeout, stored.OnInputTimeout, asked.OnInputTimeout},
 	}
 	for _, f := range fixed {
 		if f.differs && changed(f.flag) {
 			return stored, &UsageError{Msg: fmt.Sprintf(
-				"%s %v differs from the job's stored policy (%v); a rerun may change only --deadline, --deadline-in, --max-attempts, --max-steps, --input-timeout, --budget-usd and --budget-tokens",
+				"%s %v differs from the job's stored policy (%v); a rerun may change only --deadline, --deadline-in, --max-attempts, --max-steps, --input-timeout, --pack, --budget-usd and --budget-tokens",
 				f.flag, f.now, f.was)}
 		}
 	}
 	if changed("--max-attempts") {
 		out.MaxAttempts = asked.MaxAttempts
+	}
+	if changed("--pack") {
+		out.Pack = asked.Pack
 	}
 	if changed("--input-timeout") {
 		out.InputTimeout = asked.InputTimeout

@@ -41,6 +41,11 @@ func (a *attempt) runAgent(ctx context.Context, it *tasks.Item, model string) er
 	for {
 		msgs := checkpoint.Transcript(it.Messages, steps)
 		move, pending := agent.Next(msgs)
+		if move == agent.Finished && len(steps) == 0 {
+			// The item's own messages end with an answer: the run has not
+			// begun, the model answers them.
+			move = agent.CallModel
+		}
 		if move != agent.CallModel && a.unsent {
 			// Begin counted a call this step does not make.
 			if err := h.store.Unsend(ctx, a.job, a.id, a.token); err != nil {
@@ -71,9 +76,9 @@ func (a *attempt) runAgent(ctx context.Context, it *tasks.Item, model string) er
 			for _, tc := range pending {
 				var decision *agent.Decision
 				if t, ok := agent.Find(tools, tc.Function.Name); ok && t.NeedsPerson() {
-					r, found := agent.FindRequest(reqs, tc.ID)
+					r, found := agent.FindRequest(reqs, head.N, tc.ID)
 					if !found {
-						reqs = append(reqs, agent.NewRequest(t, tc, h.now()))
+						reqs = append(reqs, agent.NewRequest(t, tc, head.N, h.now()))
 						r = &reqs[len(reqs)-1]
 					}
 					if r.Decision == nil {
@@ -96,21 +101,25 @@ func (a *attempt) runAgent(ctx context.Context, it *tasks.Item, model string) er
 				}
 				steps = append(steps, *st)
 				size += messageBytes(st.Message)
-				if size > pol.TranscriptLimit() {
-					return a.tooLarge(ctx, size)
-				}
 			}
 			if len(waiting) > 0 {
 				return a.park(ctx, reqs, waiting)
 			}
 
 		case agent.CallModel:
+			if size > pol.TranscriptLimit() {
+				// Checked before a call, never after an answer: an item
+				// that finished is done, whatever its size.
+				return a.tooLarge(ctx, size)
+			}
 			if n := modelSteps(steps); n >= pol.StepLimit() {
 				reason := fmt.Sprintf("the model still called tools after %d model calls (--max-steps %d); the transcript is kept (export --transcripts)", n, pol.StepLimit())
 				return a.fail(ctx, a.newFailure(provider.MaxSteps, reason, 0, 0), true)
 			}
-			if len(steps) > 0 && (pol.BudgetUSD > 0 || pol.BudgetTokens > 0) {
-				// The steps of this attempt spent since the claim.
+			if pol.BudgetUSD > 0 || pol.BudgetTokens > 0 {
+				// Checked here rather than at the claim: an item that
+				// resumes at a tool run or a person's answer spends
+				// nothing until its next model call.
 				if j, err := h.store.Job(ctx, a.job); err == nil {
 					if reason := pol.OverBudget(j.Spend()); reason != "" {
 						return a.pauseForBudget(ctx, reason)
@@ -136,11 +145,10 @@ func (a *attempt) runAgent(ctx context.Context, it *tasks.Item, model string) er
 				return err
 			}
 			a.prior += ans.calls
+			// The calls counted at the claim were this step's.
+			a.claimed.Calls, a.claimed.LastErr = 0, nil
 			steps = append(steps, st)
 			size += messageBytes(st.Message)
-			if size > pol.TranscriptLimit() {
-				return a.tooLarge(ctx, size)
-			}
 		}
 	}
 }
@@ -174,6 +182,16 @@ func (a *attempt) runTool(ctx context.Context, tools []agent.Tool, tc tasks.Tool
 		// Only a person's answer can resolve a human tool's call.
 		return nil, a.fail(ctx, a.newFailure(provider.ToolError, fmt.Sprintf("tool %s is answered by a person, and the decision %q is no answer", t.Name, d.Decision), 0, 0), true)
 	default:
+		// The job as it is now, not as it was at the claim: a tool does
+		// not run for a job cancelled, or past a deadline moved earlier,
+		// since.
+		if j, err := h.store.Job(ctx, a.job); err == nil {
+			pol.Deadline = j.Policy.Deadline
+			if j.State == checkpoint.StateCancelled || j.State == checkpoint.StateExpired {
+				a.claimed.State = j.State
+				return nil, a.jobEnded(ctx)
+			}
+		}
 		if !pol.Deadline.IsZero() && !h.now().Before(pol.Deadline) {
 			return nil, a.expire(ctx)
 		}
@@ -375,7 +393,9 @@ func (a *attempt) park(ctx context.Context, reqs, waiting []agent.Request) error
 	if !pol.Deadline.IsZero() {
 		delay = min(delay, pol.Deadline.Sub(now))
 	}
-	delay = max(delay, time.Second)
+	// asynq schedules in whole seconds, truncated: round up, so the task
+	// never wakes before its timeout.
+	delay = max(delay, time.Second).Truncate(time.Second) + time.Second
 	h.metrics.items.WithLabelValues("parked").Inc()
 	a.log().Info("item parked: waiting for a person", "requests", len(waiting), "tools", strings.Join(tools, ","))
 	return &RetryError{Err: errAwaitingInput{tools: tools}, Delay: delay, Wait: true}

@@ -28,6 +28,9 @@ const (
 	// actRelease hands the item back without a verdict: the worker is
 	// stopping, and asynq requeues the task.
 	actRelease
+	// actReask calls again at once, within this attempt, showing the model
+	// its answer that is not the JSON asked for and what is wrong with it.
+	actReask
 )
 
 func (a action) String() string {
@@ -44,6 +47,8 @@ func (a action) String() string {
 		return "expire"
 	case actRelease:
 		return "release"
+	case actReask:
+		return "reask"
 	}
 	return fmt.Sprintf("action(%d)", int(a))
 }
@@ -106,6 +111,10 @@ func decide(c called) next {
 		return fail(reason)
 	case c.calls >= c.maxCalls:
 		return fail(fmt.Sprintf("%s (after %d attempts)", reason, c.calls))
+	case pe.Reask:
+		// The answer came but is not the JSON asked for: ask again now,
+		// with the answer and its errors in the conversation.
+		return next{action: actReask, class: pe.Class, reason: reason}
 	case c.retriesLeft <= 0:
 		return fail(reason + " (asynq's retry headroom for this task is used up; replay the item)")
 	}

@@ -66,6 +66,19 @@ func TestDecide(t *testing.T) {
 		{name: "invalid output is re-asked",
 			in:     with(func(c *called) { c.err = perr(provider.InvalidOutput, 200, "not JSON") }),
 			action: actRetry, class: provider.InvalidOutput, reason: "not JSON"},
+		{name: "an answer that is not the JSON asked for is re-asked at once",
+			in: with(func(c *called) {
+				c.err = perr(provider.InvalidOutput, 200, "does not match the JSON Schema: at /: missing property 'sentiment'")
+				c.err.Reask = true
+			}),
+			action: actReask, class: provider.InvalidOutput, reason: "missing property"},
+		{name: "re-asking stops when the budget is spent: the errors are the reason",
+			in: with(func(c *called) {
+				c.err = perr(provider.InvalidOutput, 200, "does not match the JSON Schema: at /: missing property 'sentiment'")
+				c.err.Reask = true
+				c.calls = 5
+			}),
+			action: actFail, class: provider.InvalidOutput, reason: "missing property 'sentiment'"},
 		{name: "retryable failure on the last allowed call fails",
 			in:     with(func(c *called) { c.err, c.calls = perr(provider.ServerError, 500, "boom"), 5 }),
 			action: actFail, class: provider.ServerError, reason: "HTTP 500: boom (after 5 attempts)"},

@@ -20,6 +20,7 @@ import (
 // returns is a *provider.Error.
 type Completer interface {
 	Complete(ctx context.Context, it *tasks.Item, model string, tools ...agent.Tool) (*provider.Completion, error)
+	Embed(ctx context.Context, model string, inputs []string, dims int) (*provider.Embeddings, error)
 }
 
 // Handler processes llm:item tasks: one attempt per run (item.go).
@@ -31,6 +32,7 @@ type Handler struct {
 	now     func() time.Time
 	guard   *guard
 	tools   *agent.Runner
+	packer  *packer
 	// inspector tells a task run from asynq's archive from a re-dispatch.
 	inspector *asynq.Inspector
 	// builtin is the model table of jobs that override nothing.
@@ -53,6 +55,6 @@ func NewHandler(store *checkpoint.Store, client Completer, log *slog.Logger, m *
 	if g == nil {
 		g = &guard{}
 	}
-	return &Handler{store: store, client: client, log: log, metrics: m, now: time.Now, guard: g, tools: &agent.Runner{Log: log},
+	return &Handler{store: store, client: client, log: log, metrics: m, now: time.Now, guard: g, tools: &agent.Runner{Log: log}, packer: newPacker(),
 		builtin: models.Builtin(), expired: map[string]bool{}, noted: map[string]bool{}}
 }

@@ -26,6 +26,7 @@ package worker
 // (StartCall), as it always is for a second call after a shrink.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -35,6 +36,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -173,7 +175,8 @@ func (a *attempt) run(ctx context.Context) error {
 	if err := json.Unmarshal(c.Input, &it); err != nil {
 		return a.fail(ctx, a.newFailure(provider.BadRequest, "stored item is not valid: "+err.Error(), c.Calls, 0), true)
 	}
-	if reason := pol.OverBudget(c.Spend); reason != "" {
+	if reason := pol.OverBudget(c.Spend); reason != "" && !pol.Agent() {
+		// Agent items check before each model call (runAgent).
 		return a.pauseForBudget(ctx, reason)
 	}
 	if c.State == checkpoint.StatePaused {
@@ -187,6 +190,12 @@ func (a *attempt) run(ctx context.Context) error {
 		model = pol.Model
 	}
 
+	if it.IsEmbedding() {
+		if it.Model == "" {
+			model = pol.EmbeddingModelOrDefault()
+		}
+		return a.runEmbedding(ctx, &it, model)
+	}
 	if pol.Agent() {
 		return a.runAgent(ctx, &it, model)
 	}
@@ -306,6 +315,13 @@ func (a *attempt) callModel(ctx context.Context, it *tasks.Item, model string, t
 			a.log().Debug("attempt failed, will retry", "class", pe.Class, "attempt", calls, "delay", n.delay)
 			h.metrics.retries.WithLabelValues(string(pe.Class)).Inc()
 			return nil, &RetryError{Err: pe, Delay: n.delay}
+		case actReask:
+			send.Messages = append(slices.Clip(send.Messages),
+				tasks.Message{Role: "assistant", Content: comp.Content},
+				tasks.Message{Role: "user", Content: reask(pe)})
+			a.log().Debug("answer is not the JSON asked for: asking again", "attempt", calls, "reason", pe.Message)
+			h.metrics.retries.WithLabelValues(string(pe.Class)).Inc()
+			// The next turn of the loop counts the call (StartCall).
 		case actShrink:
 			if err := a.shrink(it, &send, model, &fit, pe); err != nil {
 				return nil, a.fail(ctx, a.failureOf(pe, err.Error(), calls), true)
@@ -314,6 +330,12 @@ func (a *attempt) callModel(ctx context.Context, it *tasks.Item, model string, t
 			// The next turn of the loop counts the call (StartCall).
 		}
 	}
+}
+
+// reask is the user message that asks again for an answer that is not the
+// JSON asked for, the way instructor does: what is wrong, then the ask.
+func reask(pe *provider.Error) string {
+	return tasks.ReaskPrefix + pe.Message + ". Answer again with only the JSON asked for, correcting these errors."
 }
 
 // call makes the provider call under the attempt's timeout and the job's
@@ -414,6 +436,15 @@ func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Com
 		TokensIn: comp.TokensIn, TokensOut: comp.TokensOut, FinishedAt: a.h.now().UTC(), Metadata: it.Metadata,
 		Truncated: fit.truncated, TokensDropped: fit.dropped,
 		CostUSD: a.cost(comp, model), UsageEstimated: comp.UsageEstimated, FinishReason: comp.FinishReason,
+	}
+	if it.Batch {
+		r.Body, r.RequestID = comp.Body, comp.RequestID
+	}
+	if it.WantsJSON() {
+		var b bytes.Buffer
+		if json.Compact(&b, []byte(comp.Content)) == nil {
+			r.Parsed = b.Bytes()
+		}
 	}
 	var out checkpoint.Committed
 	err := a.durably(ctx, func(ctx context.Context) (err error) {

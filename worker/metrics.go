@@ -15,7 +15,9 @@ type Metrics struct {
 	callSeconds prometheus.Histogram
 
 	toolRuns *prometheus.CounterVec
-	steps    prometheus.Counter
+
+	embeddingRequests, embeddingInputs prometheus.Counter
+	steps                              prometheus.Counter
 
 	waits              *prometheus.CounterVec
 	breakerTransitions *prometheus.CounterVec
@@ -53,6 +55,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "llmfleet_tool_calls_total",
 			Help: "Agent items' tool calls by tool and outcome: ok, to_model (a 4xx or invalid arguments sent back to the model), failed.",
 		}, []string{"tool", "outcome"}),
+		embeddingRequests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "llmfleet_embedding_requests_total",
+			Help: "Embedding requests made by this worker (each carries a pack of items' inputs).",
+		}),
+		embeddingInputs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "llmfleet_embedding_inputs_total",
+			Help: "Inputs sent in embedding requests by this worker.",
+		}),
 		steps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "llmfleet_agent_steps_total",
 			Help: "Agent items' steps committed by this worker (model answers and tool results).",
@@ -67,7 +77,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"to"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.calls, m.retries, m.items, m.skipped, m.duplicates, m.callSeconds, m.waits, m.breakerTransitions, m.toolRuns, m.steps)
+		reg.MustRegister(m.calls, m.retries, m.items, m.skipped, m.duplicates, m.callSeconds, m.waits, m.breakerTransitions, m.toolRuns, m.steps, m.embeddingRequests, m.embeddingInputs)
 	}
 	return m
 }

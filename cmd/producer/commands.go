@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/llmfleet/llmfleet/agent"
+	"github.com/llmfleet/llmfleet/tasks"
 	"io"
 	"log/slog"
 	"os"
@@ -104,7 +105,9 @@ type runFlags struct {
 	strict, jsonOut, jsonOutput, embedded                          bool
 	simFaults                                                      string
 	contextLimit, reserveOutput                                    int
-	onOverflow, modelsFile, toolsFile                              string
+	onOverflow, modelsFile, toolsFile, schemaFile                  string
+	endpoint, embeddingModel                                       string
+	pack                                                           int
 	maxSteps, maxTranscriptBytes                                   int
 	responses, onInputTimeout                                      string
 	inputTimeout                                                   time.Duration
@@ -152,7 +155,7 @@ interrupted).`,
 	fl.StringVar(&f.template, "template", "", "Go text/template rendering the user message from the item's fields (@FILE reads it from a file)")
 	fl.BoolVar(&f.jsonOutput, "json-output", false, `ask every item for a JSON object (response_format {"type":"json_object"})`)
 	fl.StringVar(&f.queue, "queue", "default", "asynq queue")
-	fl.StringVar(&f.format, "format", "", "input format: jsonl or csv (default: from the file name, else the content)")
+	fl.StringVar(&f.format, "format", "", "input format: jsonl, csv or openai-batch (default: from the file name, else the content; OpenAI batch lines are recognized in JSONL)")
 	fl.IntVar(&f.maxAttempts, "max-attempts", 5, "provider calls per item at most, the successful one included")
 	fl.DurationVar(&f.backoffMin, "backoff-min", time.Second, "shortest retry backoff")
 	fl.DurationVar(&f.backoffMax, "backoff-max", time.Minute, "longest retry backoff")
@@ -172,6 +175,10 @@ interrupted).`,
 	fl.StringVar(&f.modelsFile, "models", "", "JSON file overriding the model table: {\"model\": {\"context_window\", \"max_output\", \"input_usd_per_mtok\", \"output_usd_per_mtok\"}}")
 	fl.Float64Var(&f.budgetUSD, "budget-usd", 0, "pause the job when its estimated cost reaches this many dollars (0 = no budget)")
 	fl.Int64Var(&f.budgetTokens, "budget-tokens", 0, "pause the job when it has used this many tokens, prompt and completion (0 = no budget)")
+	fl.StringVar(&f.endpoint, "endpoint", "chat", "what plain items are: chat (prompt or messages) or embeddings (input); OpenAI batch lines say their own")
+	fl.IntVar(&f.pack, "pack", 64, "embedding items: inputs sent in one request at most (OpenAI takes 2048)")
+	fl.StringVar(&f.embeddingModel, "embedding-model", checkpoint.DefaultEmbeddingModel, "model for embedding items that name none")
+	fl.StringVar(&f.schemaFile, "schema", "", `JSON Schema every answer must match (a schema, or {"name", "schema", "strict"}): sent as response_format json_schema and checked here`)
 	fl.StringVar(&f.toolsFile, "tools", "", "JSON file of tools the model may call: every item becomes an agent run (see README, Agent items)")
 	fl.IntVar(&f.maxSteps, "max-steps", checkpoint.DefaultMaxSteps, "agent items: model calls per item at most; past it the item fails max_steps")
 	fl.IntVar(&f.maxTranscriptBytes, "max-transcript-bytes", checkpoint.DefaultMaxTranscriptBytes, "agent items: transcript size at most; past it the item fails too_large")
@@ -194,6 +201,33 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 		ContextLimit: f.contextLimit, ReserveOutput: f.reserveOutput, OnOverflow: checkpoint.Overflow(f.onOverflow),
 		BudgetUSD: f.budgetUSD, BudgetTokens: f.budgetTokens,
 	}
+	switch f.endpoint {
+	case "chat":
+	case tasks.EndpointEmbeddings:
+		pol.Endpoint = tasks.EndpointEmbeddings
+	default:
+		return usage("--endpoint must be chat or embeddings, got %q", f.endpoint)
+	}
+	if c.Flags().Changed("pack") || pol.Endpoint != "" {
+		pol.Pack = f.pack
+	}
+	if c.Flags().Changed("embedding-model") {
+		pol.EmbeddingModel = f.embeddingModel
+	}
+	if f.schemaFile != "" {
+		if f.jsonOutput {
+			return usage("--schema and --json-output are exclusive: a schema already asks for JSON")
+		}
+		b, err := os.ReadFile(f.schemaFile)
+		if err != nil {
+			return usage("--schema: %v", err)
+		}
+		js, err := input.SchemaFile(b, f.schemaFile)
+		if err != nil {
+			return usage("--schema %s: %v", f.schemaFile, err)
+		}
+		pol.Schema = js
+	}
 	if f.toolsFile != "" {
 		b, err := os.ReadFile(f.toolsFile)
 		if err != nil {
@@ -207,6 +241,8 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 	}
 	if pol.Agent() || c.Flags().Changed("max-steps") || c.Flags().Changed("max-transcript-bytes") {
 		pol.MaxSteps, pol.MaxTranscriptBytes = f.maxSteps, f.maxTranscriptBytes
+	}
+	if pol.Agent() || c.Flags().Changed("input-timeout") || c.Flags().Changed("on-input-timeout") {
 		pol.InputTimeout, pol.OnInputTimeout = f.inputTimeout, checkpoint.InputTimeoutDo(f.onInputTimeout)
 	}
 	if f.modelsFile != "" {
@@ -239,10 +275,10 @@ func (a *app) run(c *cobra.Command, f runFlags, file string) error {
 	}
 	var format input.Format
 	switch f.format {
-	case "", "jsonl", "csv":
+	case "", "jsonl", "csv", "openai-batch":
 		format = input.Format(f.format)
 	default:
-		return usage("--format must be jsonl or csv, got %q", f.format)
+		return usage("--format must be jsonl, csv or openai-batch, got %q", f.format)
 	}
 	if f.maxItemBytes < 1 {
 		return usage("--max-item-bytes must be positive, got %d", f.maxItemBytes)
@@ -470,9 +506,9 @@ func (a *app) printStatus(asJSON bool, s jobs.Status) {
 }
 
 func (a *app) exportCmd() *cobra.Command {
-	var job, out, failed, transcripts string
+	var job, out, failed, transcripts, format, errorsFile string
 	c := &cobra.Command{
-		Use:   "export --job NAME [--out FILE|-] [--failed FILE.csv] [--transcripts FILE.jsonl]",
+		Use:   "export --job NAME [--out FILE|-] [--failed FILE.csv] [--transcripts FILE.jsonl] [--format openai-batch [--errors FILE]]",
 		Short: "Write results as JSONL in input order, and failed items as CSV",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -485,6 +521,16 @@ func (a *app) exportCmd() *cobra.Command {
 				return err
 			}
 			defer closeDeps()
+			switch format {
+			case "", "jsonl":
+			case "openai-batch":
+				return a.exportBatch(ctx, d, job, out, errorsFile)
+			default:
+				return usage("--format must be jsonl or openai-batch, got %q", format)
+			}
+			if errorsFile != "" {
+				return usage("--errors goes with --format openai-batch (else use --failed FILE.csv)")
+			}
 			w, closeOut, err := a.output(out)
 			if err != nil {
 				return err
@@ -530,9 +576,43 @@ func (a *app) exportCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&job, "job", "", "job name")
 	c.Flags().StringVar(&out, "out", "-", "results file (- for standard output)")
+	c.Flags().StringVar(&format, "format", "jsonl", "jsonl (llmfleet's result lines) or openai-batch (OpenAI's batch output format)")
+	c.Flags().StringVar(&errorsFile, "errors", "", "with --format openai-batch: write failed items here (default: with the results)")
 	c.Flags().StringVar(&transcripts, "transcripts", "", "also write each finished item's messages and steps as JSONL {id, status, messages} (agent items)")
 	c.Flags().StringVar(&failed, "failed", "", "also write failed items to this CSV file")
 	return c
+}
+
+// exportBatch writes the job in OpenAI's batch output format.
+func (a *app) exportBatch(ctx context.Context, d jobs.Deps, job, out, errorsFile string) error {
+	w, closeOut, err := a.output(out)
+	if err != nil {
+		return err
+	}
+	var ew io.Writer
+	closeErr := func() error { return nil }
+	if errorsFile != "" {
+		if ew, closeErr, err = a.output(errorsFile); err != nil {
+			closeOut()
+			return err
+		}
+	}
+	done, failed, err := jobs.ExportOpenAIBatch(ctx, d.Store, job, w, ew)
+	if cerr := closeOut(); err == nil {
+		err = cerr
+	}
+	if cerr := closeErr(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	where := "with them"
+	if errorsFile != "" {
+		where = "to " + errorsFile
+	}
+	fmt.Fprintf(a.env.Stderr, "exported %d results and %d failed items (%s) in OpenAI's batch output format\n", done, failed, where)
+	return nil
 }
 
 func (a *app) output(path string) (io.Writer, func() error, error) {

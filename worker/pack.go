@@ -1,0 +1,361 @@
+package worker
+
+// Embedding items are packed: the attempts of one job, model and
+// dimensions that run at the same time on this worker share one request of
+// up to the job's --pack inputs (OpenAI takes 2,048). The first to arrive
+// leads: it waits up to packLinger for company (or until the pack is
+// full), passes the fleet's limiter and breaker once for the request, makes
+// the call and hands each member its vectors and its share of the usage.
+// Every member then ends its own attempt as a single prompt would: commit,
+// retry, fail. A 400 caused by one input fails that member only; the
+// others are sent again without it (alone, when the provider did not say
+// which input it refused).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/llmfleet/llmfleet/checkpoint"
+	"github.com/llmfleet/llmfleet/provider"
+	"github.com/llmfleet/llmfleet/tasks"
+	"github.com/llmfleet/llmfleet/tokens"
+)
+
+// packLinger is how long a pack's leader waits for more members.
+const packLinger = 20 * time.Millisecond
+
+// DefaultPack is the inputs per embedding request when a job sets none.
+const DefaultPack = 64
+
+type packKey struct {
+	job, model string
+	dims       int
+	// alone, when set, is the one item of a pack sent by itself.
+	alone string
+}
+
+// packer gathers embedding attempts into packs.
+type packer struct {
+	mu   sync.Mutex
+	open map[packKey]*pack
+}
+
+func newPacker() *packer { return &packer{open: map[packKey]*pack{}} }
+
+type pack struct {
+	key     packKey
+	limit   int
+	members []*member
+	inputs  int
+	full    chan struct{}
+	done    chan struct{}
+}
+
+// member is one attempt's part of a pack, and what the request came to
+// for it.
+type member struct {
+	a      *attempt
+	inputs []string
+	tokens int // our count of its inputs
+
+	vectors   [][]float32
+	tokensIn  int
+	model     string
+	requestID string
+	err       *provider.Error
+	// resend: a neighbour's input failed the request; send again without
+	// it (alone when the provider did not say which input).
+	resend, alone bool
+	// wait and guardErr: the request never went out (the limiter or the
+	// breaker asked to wait, or could not be asked).
+	wait     time.Duration
+	guardErr error
+	stopping bool
+}
+
+// send packs m with others of its key and returns once the request it
+// went out in has answered (or never went out).
+func (pk *packer) send(ctx context.Context, key packKey, limit int, m *member) {
+	if limit <= 0 {
+		limit = DefaultPack
+	}
+	pk.mu.Lock()
+	p := pk.open[key]
+	if p == nil || p.inputs+len(m.inputs) > limit {
+		p = &pack{key: key, limit: limit, full: make(chan struct{}), done: make(chan struct{})}
+		pk.open[key] = p
+	}
+	leader := len(p.members) == 0
+	p.members = append(p.members, m)
+	p.inputs += len(m.inputs)
+	if p.inputs >= limit {
+		delete(pk.open, key)
+		close(p.full)
+	}
+	pk.mu.Unlock()
+	if !leader {
+		<-p.done
+		return
+	}
+	t := time.NewTimer(packLinger)
+	select {
+	case <-p.full:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	t.Stop()
+	pk.mu.Lock()
+	if pk.open[key] == p {
+		delete(pk.open, key)
+	}
+	pk.mu.Unlock()
+	p.run(ctx, m.a)
+	close(p.done)
+}
+
+// run makes the pack's request as the leader.
+func (p *pack) run(ctx context.Context, lead *attempt) {
+	h := lead.h
+	pol := lead.claimed.Policy
+	var all []string
+	prompt := 0
+	for _, m := range p.members {
+		all = append(all, m.inputs...)
+		prompt += m.tokens
+	}
+	probe := &tasks.Item{MaxTokens: 1, Messages: []tasks.Message{{Role: "user"}}}
+	pass, wait, err := h.guard.admit(ctx, lead, probe, prompt, p.key.model, pol.Timeout)
+	if err != nil || wait > 0 {
+		for _, m := range p.members {
+			m.guardErr, m.wait = err, wait
+		}
+		return
+	}
+	callCtx, cancel := attemptContext(ctx, pol)
+	start := h.now()
+	emb, err := h.client.Embed(callCtx, p.key.model, all, p.key.dims)
+	h.metrics.callSeconds.Observe(h.now().Sub(start).Seconds())
+	var pe *provider.Error
+	if err != nil {
+		pe = provider.Classify(callCtx, err, nil)
+	}
+	cancel()
+	stopping := ctx.Err() != nil
+	bg := context.WithoutCancel(ctx)
+	var comp *provider.Completion
+	if emb != nil {
+		comp = &provider.Completion{Model: emb.Model, TokensIn: emb.TokensIn}
+	}
+	if stopping && pe != nil {
+		h.guard.abandon(bg, lead, pass)
+	} else {
+		h.guard.settle(bg, lead, pass, comp, pe)
+	}
+	h.metrics.embeddingRequests.Inc()
+	h.metrics.embeddingInputs.Add(float64(len(all)))
+	if pe != nil {
+		p.failed(pe, stopping)
+		return
+	}
+	off, shared := 0, 0
+	for i, m := range p.members {
+		m.vectors = emb.Vectors[off : off+len(m.inputs)]
+		off += len(m.inputs)
+		m.model, m.requestID = emb.Model, emb.RequestID
+		// Usage shared out by each member's share of the inputs' tokens;
+		// the last takes the rounding.
+		if i == len(p.members)-1 {
+			m.tokensIn = emb.TokensIn - shared
+		} else if prompt > 0 {
+			m.tokensIn = emb.TokensIn * m.tokens / prompt
+		}
+		shared += m.tokensIn
+	}
+}
+
+// badInput reads the index of the input a provider refused ("input[3]",
+// "$.input[3]", "index 3").
+var badInput = regexp.MustCompile(`input\[(\d+)\]|index (\d+)`)
+
+// failed hands a failed request's error to the members: a 400 caused by
+// one input goes to its member alone and the others are sent again.
+func (p *pack) failed(pe *provider.Error, stopping bool) {
+	if pe.Class == provider.BadRequest && len(p.members) > 1 && !stopping {
+		if mm := badInput.FindStringSubmatch(pe.Message); mm != nil {
+			idx, _ := strconv.Atoi(mm[1] + mm[2])
+			off := 0
+			for _, m := range p.members {
+				if idx >= off && idx < off+len(m.inputs) {
+					m.err = pe
+				} else {
+					m.resend = true
+				}
+				off += len(m.inputs)
+			}
+			if off > idx {
+				return
+			}
+		}
+		// Which input? Send each alone: the bad one fails on its own.
+		for _, m := range p.members {
+			m.err, m.resend, m.alone = nil, true, true
+		}
+		return
+	}
+	for _, m := range p.members {
+		m.err, m.stopping = pe, stopping
+	}
+}
+
+// runEmbedding is an embedding item's attempt: its inputs go out in a pack,
+// and what came back ends the attempt as decide says.
+func (a *attempt) runEmbedding(ctx context.Context, it *tasks.Item, model string) error {
+	h := a.h
+	pol := a.claimed.Policy
+	counter := tokens.ForModel(model)
+	m := &member{a: a, inputs: it.Input}
+	for _, in := range it.Input {
+		m.tokens += counter.Text(in)
+	}
+	calls := a.claimed.Call
+	alone := false
+	for {
+		if !a.unsent {
+			n, err := h.store.StartCall(ctx, a.job, a.id, a.token, pol.MaxAttempts)
+			switch {
+			case err == checkpoint.ErrJobEnded:
+				return a.jobEnded(ctx)
+			case err == checkpoint.ErrBudgetSpent:
+				return a.spent(ctx)
+			case err == checkpoint.ErrClaimLost:
+				return nil
+			case err != nil:
+				return a.release(ctx, err, nil, time.Second)
+			}
+			calls, a.unsent = n, true
+		}
+		*m = member{a: a, inputs: m.inputs, tokens: m.tokens}
+		key := packKey{job: a.job, model: model, dims: it.Dimensions}
+		limit := pol.Pack
+		if alone {
+			limit, key.alone = len(m.inputs), a.id
+		}
+		h.packer.send(ctx, key, limit, m)
+		switch {
+		case m.guardErr != nil:
+			return a.release(ctx, m.guardErr, nil, time.Second)
+		case m.wait > 0:
+			return a.release(ctx, errWaiting, nil, m.wait)
+		}
+		a.unsent = false
+		if m.resend {
+			alone = m.alone
+			continue
+		}
+		n := decide(called{
+			err: m.err, stopping: m.stopping, calls: calls, maxCalls: pol.MaxAttempts, retriesLeft: retriesLeft(ctx),
+			backoff: func(calls int, retryAfter time.Duration) time.Duration {
+				return Backoff(pol.BackoffMin, pol.BackoffMax, calls, retryAfter)
+			},
+		})
+		bg := context.WithoutCancel(ctx)
+		switch n.action {
+		case actCommit:
+			h.metrics.calls.WithLabelValues("ok").Inc()
+			return a.commitEmbedding(bg, it, m, calls, model)
+		case actRelease:
+			return a.release(ctx, ctx.Err(), nil, time.Second)
+		case actExpire:
+			return a.expire(ctx)
+		case actFail:
+			h.metrics.calls.WithLabelValues(string(m.err.Class)).Inc()
+			return a.fail(ctx, a.failureOf(m.err, n.reason, calls), true)
+		default:
+			h.metrics.calls.WithLabelValues(string(m.err.Class)).Inc()
+			last := a.failureOf(m.err, n.reason, calls)
+			err := a.durably(bg, func(ctx context.Context) error { return h.store.Release(ctx, a.job, a.id, a.token, last) })
+			if err != nil && err != checkpoint.ErrClaimLost {
+				return err
+			}
+			h.metrics.retries.WithLabelValues(string(m.err.Class)).Inc()
+			return &RetryError{Err: m.err, Delay: n.delay}
+		}
+	}
+}
+
+func (a *attempt) commitEmbedding(ctx context.Context, it *tasks.Item, m *member, calls int, model string) error {
+	comp := &provider.Completion{Model: m.model, TokensIn: m.tokensIn}
+	r := checkpoint.Result{
+		ID: a.id, Model: m.model, Attempts: calls, TokensIn: m.tokensIn, FinishedAt: a.h.now().UTC(),
+		Metadata: it.Metadata, CostUSD: a.cost(comp, model),
+	}
+	var err error
+	if len(it.Input) == 1 {
+		r.Embedding, err = jsonOf(m.vectors[0])
+	} else {
+		r.Embedding, err = jsonOf(m.vectors)
+	}
+	if err != nil {
+		return a.fail(ctx, a.newFailure(provider.UpstreamInvalid, "embedding cannot be encoded: "+err.Error(), calls, 0), true)
+	}
+	if it.Batch {
+		r.Body = embeddingBody(m, it)
+		r.RequestID = m.requestID
+	}
+	var out checkpoint.Committed
+	err = a.durably(ctx, func(ctx context.Context) (err error) {
+		out, err = a.h.store.Commit(ctx, a.job, a.token, r)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	switch out {
+	case checkpoint.CommitDuplicate:
+		a.h.metrics.duplicates.Inc()
+	case checkpoint.Committed1:
+		a.h.metrics.items.WithLabelValues("done").Inc()
+	}
+	return nil
+}
+
+// embeddingBody is this item's part of the provider's answer, in OpenAI's
+// embeddings response shape (index counted within the item), for export
+// --format openai-batch.
+func embeddingBody(m *member, it *tasks.Item) []byte {
+	type datum struct {
+		Object    string    `json:"object"`
+		Index     int       `json:"index"`
+		Embedding []float32 `json:"embedding"`
+	}
+	data := make([]datum, len(m.vectors))
+	for i, v := range m.vectors {
+		data[i] = datum{Object: "embedding", Index: i, Embedding: v}
+	}
+	b, _ := jsonOf(struct {
+		Object string  `json:"object"`
+		Data   []datum `json:"data"`
+		Model  string  `json:"model"`
+		Usage  struct {
+			PromptTokens int `json:"prompt_tokens"`
+			TotalTokens  int `json:"total_tokens"`
+		} `json:"usage"`
+	}{Object: "list", Data: data, Model: m.model, Usage: struct {
+		PromptTokens int `json:"prompt_tokens"`
+		TotalTokens  int `json:"total_tokens"`
+	}{m.tokensIn, m.tokensIn}})
+	return b
+}
+
+func jsonOf(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	return b, nil
+}
