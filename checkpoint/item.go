@@ -41,6 +41,17 @@ type Result struct {
 	UsageEstimated bool `json:"usage_estimated,omitempty"`
 	// FinishReason is the provider's: stop, length, ...
 	FinishReason string `json:"finish_reason,omitempty"`
+	// Embedding is an embedding item's vector (one input) or vectors (an
+	// array of inputs, in order).
+	Embedding json.RawMessage `json:"embedding,omitempty"`
+	// Body and RequestID are the provider's response body and request id,
+	// kept for items of OpenAI batch files (not in the export line: export
+	// --format openai-batch writes them).
+	Body      json.RawMessage `json:"-"`
+	RequestID string          `json:"-"`
+	// Parsed is the answer as JSON, when JSON was asked for
+	// (response_format json_object or json_schema).
+	Parsed json.RawMessage `json:"parsed,omitempty"`
 	// Steps and ToolCalls are an agent item's model calls that were
 	// answered and its tool calls.
 	Steps      int       `json:"steps,omitempty"`
@@ -314,7 +325,24 @@ func (s *Store) Commit(ctx context.Context, name, token string, r Result) (Commi
 	if err != nil {
 		return "", fmt.Errorf("commit item %q of job %q: %w", r.ID, name, err)
 	}
-	return s.commitOne(ctx, name, commitReq{r: r, line: b, in: r.TokensIn, out: r.TokensOut, cost: r.CostUSD})
+	return s.commitOne(ctx, name, commitReq{r: r, line: b, in: r.TokensIn, out: r.TokensOut, cost: r.CostUSD, response: responseOf(r)})
+}
+
+// Response is what export --format openai-batch writes as a done item's
+// "response": the provider's status, request id and body.
+type Response struct {
+	StatusCode int             `json:"status_code"`
+	RequestID  string          `json:"request_id"`
+	Body       json.RawMessage `json:"body"`
+}
+
+// responseOf is the response record of a result that kept its body.
+func responseOf(r Result) []byte {
+	if len(r.Body) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(Response{StatusCode: 200, RequestID: r.RequestID, Body: r.Body})
+	return b
 }
 
 // CommitRun is Commit for an agent item, whose usage its steps already
@@ -343,17 +371,18 @@ func (s *Store) commitOne(ctx context.Context, name string, q commitReq) (Commit
 // commitReq is one result to commit, with its export line and the usage
 // it adds to the job's spend.
 type commitReq struct {
-	r       Result
-	line    []byte
-	in, out int
-	cost    float64
+	r        Result
+	line     []byte
+	in, out  int
+	cost     float64
+	response []byte // the provider's response (batch items), or nil
 }
 
 func (s *Store) commit(ctx context.Context, name string, reqs []commitReq) ([]Committed, error) {
-	args := make([]any, 0, 1+6*len(reqs))
+	args := make([]any, 0, 1+7*len(reqs))
 	args = append(args, ms(s.now()))
 	for _, q := range reqs {
-		args = append(args, q.r.ID, q.line, q.in, q.out, q.r.Model, int64(q.cost*1e6+0.5))
+		args = append(args, q.r.ID, q.line, q.in, q.out, q.r.Model, int64(q.cost*1e6+0.5), q.response)
 	}
 	errf := func(err error) error {
 		if len(reqs) == 1 {

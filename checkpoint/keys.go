@@ -10,7 +10,7 @@ const jobsKey = "llmfleet:jobs"
 // keys returns the job's keys in the order the Lua scripts expect.
 func keys(job string) []string {
 	p := "llmfleet:{" + job + "}:"
-	return []string{p + "job", p + "input", p + "status", p + "order", p + "calls", p + "claim", p + "result", p + "failure", p + "lasterr", p + "steps", p + "awaiting"}
+	return []string{p + "job", p + "input", p + "status", p + "order", p + "calls", p + "claim", p + "result", p + "failure", p + "lasterr", p + "steps", p + "awaiting", p + "response"}
 }
 
 const (
@@ -29,6 +29,10 @@ const (
 	// kAwaiting holds parked agent items' requests for a person: item id
 	// → JSON array of agent.Request (with their decisions).
 	kAwaiting
+	// kResponse holds the provider's response of items of OpenAI batch
+	// files: item id → {"status_code", "request_id", "body"} (JSON), for
+	// export --format openai-batch.
+	kResponse
 )
 
 func ms(t time.Time) int64 {

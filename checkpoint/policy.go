@@ -6,22 +6,25 @@ import (
 
 	"github.com/llmfleet/llmfleet/agent"
 	"github.com/llmfleet/llmfleet/models"
+	"github.com/llmfleet/llmfleet/tasks"
 )
 
 // Policy is how a job's items are processed. It is fixed when the job is
 // created; only the deadline and the budgets may change later.
 type Policy struct {
-	Model       string        `json:"model,omitempty"`
-	System      string        `json:"system,omitempty"`
-	Template    string        `json:"template,omitempty"`
-	JSONOutput  bool          `json:"json_output,omitempty"`
-	Queue       string        `json:"queue"`
-	MaxAttempts int           `json:"max_attempts"`
-	BackoffMin  time.Duration `json:"backoff_min"`
-	BackoffMax  time.Duration `json:"backoff_max"`
-	Timeout     time.Duration `json:"timeout"`
-	Deadline    time.Time     `json:"deadline,omitzero"`
-	Retention   time.Duration `json:"retention"`
+	Model      string `json:"model,omitempty"`
+	System     string `json:"system,omitempty"`
+	Template   string `json:"template,omitempty"`
+	JSONOutput bool   `json:"json_output,omitempty"`
+	// Schema is the json_schema response format of every item (--schema).
+	Schema      *tasks.JSONSchema `json:"schema,omitempty"`
+	Queue       string            `json:"queue"`
+	MaxAttempts int               `json:"max_attempts"`
+	BackoffMin  time.Duration     `json:"backoff_min"`
+	BackoffMax  time.Duration     `json:"backoff_max"`
+	Timeout     time.Duration     `json:"timeout"`
+	Deadline    time.Time         `json:"deadline,omitzero"`
+	Retention   time.Duration     `json:"retention"`
 
 	// ContextLimit overrides the model's context window (tokens); 0 uses
 	// the model table.
@@ -37,6 +40,16 @@ type Policy struct {
 	// reaching one pauses the job.
 	BudgetUSD    float64 `json:"budget_usd,omitempty"`
 	BudgetTokens int64   `json:"budget_tokens,omitempty"`
+
+	// Pack is the most inputs of embedding items sent in one request
+	// (--pack; 0 means the worker's default, 64).
+	Pack int `json:"pack,omitempty"`
+	// EmbeddingModel is the model of embedding items that name none
+	// (--embedding-model; empty means DefaultEmbeddingModel).
+	EmbeddingModel string `json:"embedding_model,omitempty"`
+	// Endpoint is tasks.EndpointEmbeddings when the job's plain items are
+	// embeddings (--endpoint embeddings).
+	Endpoint string `json:"endpoint,omitempty"`
 
 	// Tools make every item an agent run (run --tools FILE): the model may
 	// call them, and the worker runs them and sends their results back.
@@ -71,6 +84,18 @@ const (
 	DefaultMaxSteps           = 10
 	DefaultMaxTranscriptBytes = 1 << 20
 )
+
+// DefaultEmbeddingModel is the model of embedding items when neither the
+// item nor the job names one.
+const DefaultEmbeddingModel = "text-embedding-3-small"
+
+// EmbeddingModelOrDefault is EmbeddingModel or its default.
+func (p Policy) EmbeddingModelOrDefault() string {
+	if p.EmbeddingModel != "" {
+		return p.EmbeddingModel
+	}
+	return DefaultEmbeddingModel
+}
 
 // Agent reports whether the job's items are agent runs.
 func (p Policy) Agent() bool { return len(p.Tools) > 0 }
@@ -143,6 +168,10 @@ func (p Policy) Validate() error {
 		return bad("--budget-usd", "must not be negative, got %g", p.BudgetUSD)
 	case p.BudgetTokens < 0:
 		return bad("--budget-tokens", "must not be negative, got %d", p.BudgetTokens)
+	case p.Pack < 0 || p.Pack > 2048:
+		return bad("--pack", "must be from 1 to 2048 inputs per request, got %d", p.Pack)
+	case p.Endpoint != "" && p.Endpoint != tasks.EndpointEmbeddings:
+		return bad("--endpoint", "must be chat or %s, got %q", tasks.EndpointEmbeddings, p.Endpoint)
 	case p.MaxSteps < 0:
 		return bad("--max-steps", "must not be negative (0 means the default, 10), got %d", p.MaxSteps)
 	case p.InputTimeout < 0 || (p.InputTimeout > 0 && p.InputTimeout < time.Second):

@@ -4,7 +4,7 @@ import "github.com/redis/go-redis/v9"
 
 // Every script receives the job's keys in the order of keys(): KEYS[1] job,
 // 2 input, 3 status, 4 order, 5 calls, 6 claim, 7 result, 8 failure,
-// 9 lasterr, 10 steps, 11 awaiting. Times are Unix milliseconds passed by the caller, so the
+// 9 lasterr, 10 steps, 11 awaiting, 12 response. Times are Unix milliseconds passed by the caller, so the
 // scripts stay deterministic and testable with an injected clock.
 
 // luaCommon holds helpers shared by the scripts that end or reopen a job.
@@ -192,19 +192,19 @@ return c + 1
 `)
 
 // commitScript commits results of one job: ARGV now, then id, result,
-// tokens_in, tokens_out, model, cost_micros tuples. Returns each one's
+// tokens_in, tokens_out, model, cost_micros, response (” when none) tuples. Returns each one's
 // outcome: committed, duplicate, missing or unknown. Each commit is applied
 // whole, in order, and the job's finish check runs once, at the end.
 var commitScript = redis.NewScript(luaCommon + `
 local now = ARGV[1]
 local out = {}
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  for i = 2, #ARGV, 6 do out[#out + 1] = 'missing' end
+  for i = 2, #ARGV, 7 do out[#out + 1] = 'missing' end
   return out
 end
 local done, active, failed, dups, tin, tout, cost = 0, 0, 0, 0, 0, 0, 0
 local per_model = {}
-for i = 2, #ARGV, 6 do
+for i = 2, #ARGV, 7 do
   local id = ARGV[i]
   local st = redis.call('HGET', KEYS[3], id)
   if not st then
@@ -214,6 +214,7 @@ for i = 2, #ARGV, 6 do
     out[#out + 1] = 'duplicate'
   else
     redis.call('HSET', KEYS[7], id, ARGV[i + 1])
+    if ARGV[i + 6] ~= '' then redis.call('HSET', KEYS[12], id, ARGV[i + 6]) end
     redis.call('HSET', KEYS[3], id, 'done')
     done = done + 1
     if st == 'active' then

@@ -18,11 +18,14 @@ type View struct {
 	Result  []byte // export line, when asked for and done
 	Failure *Failure
 	LastErr *Failure
+	// Response is the provider's response kept for an item of an OpenAI
+	// batch file (a Response as JSON), when asked for.
+	Response []byte
 }
 
 // Want says which parts of an item Walk loads besides id and status.
 type Want struct {
-	Input, Result, Failure, Calls bool
+	Input, Result, Failure, Calls, Response bool
 	// Status, when not empty, keeps only items with these statuses.
 	Status []ItemStatus
 }
@@ -47,7 +50,7 @@ func (s *Store) Walk(ctx context.Context, name string, want Want, fn func([]View
 		if len(ids) == 0 {
 			return nil
 		}
-		var status, input, result, failure, calls, lasterr *redis.SliceCmd
+		var status, input, result, failure, calls, lasterr, response *redis.SliceCmd
 		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			status = p.HMGet(ctx, k[kStatus], ids...)
 			if want.Input {
@@ -62,6 +65,9 @@ func (s *Store) Walk(ctx context.Context, name string, want Want, fn func([]View
 			}
 			if want.Calls {
 				calls = p.HMGet(ctx, k[kCalls], ids...)
+			}
+			if want.Response {
+				response = p.HMGet(ctx, k[kResponse], ids...)
 			}
 			return nil
 		})
@@ -92,6 +98,11 @@ func (s *Store) Walk(ctx context.Context, name string, want Want, fn func([]View
 			}
 			if calls != nil {
 				v.Calls, _ = strconv.Atoi(str(calls.Val()[i]))
+			}
+			if response != nil {
+				if r := str(response.Val()[i]); r != "" {
+					v.Response = []byte(r)
+				}
 			}
 			views = append(views, v)
 		}

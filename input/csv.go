@@ -47,7 +47,12 @@ func (r *Reader) startCSV() error {
 	}
 	_, hasPrompt := col["prompt"]
 	_, hasMsgs := col["messages"]
-	if r.tmpl == nil && !hasPrompt && !hasMsgs {
+	_, hasInput := col["input"]
+	switch {
+	case r.tmpl != nil:
+	case r.endpoint == tasks.EndpointEmbeddings && !hasInput:
+		return fail(`CSV header has no "input" column, which embedding items need (or use --template)`)
+	case r.endpoint != tasks.EndpointEmbeddings && !hasPrompt && !hasMsgs:
 		return fail(`CSV header has no "prompt" or "messages" column (or use --template)`)
 	}
 	var missing []string

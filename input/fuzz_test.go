@@ -26,10 +26,12 @@ import (
 //     for JSONL every non-blank line is exactly one of accepted, rejected or
 //     collapsed, so Stats.Lines is the number of non-blank lines;
 //   - accepted items have a non-empty, unique id, valid UTF-8 throughout, at
-//     least one message with a known role, and respect the options (size
-//     limit, --system, --json-output, the job's tools: no agent field
-//     without them; with them, tools among them, a valid tool_choice and
-//     messages in OpenAI's tool call order);
+//     least one message with a known role (embedding items: none, and 1 to
+//     2048 non-empty inputs), and respect the options (size limit,
+//     --system, --json-output, --schema, --endpoint, --format
+//     openai-batch, the job's tools: no agent field without them; with
+//     them, tools among them, a valid tool_choice and messages in OpenAI's
+//     tool call order);
 //   - an item without an id gets Item.DerivedID of the finished item, and a
 //     second read of the same bytes, one byte per Read, gives the very same
 //     records, rejections, stats and fields.
@@ -48,6 +50,9 @@ var fuzzOptions = []input.Options{
 	{Template: "{{.q}}"},
 	{JSONOutput: true},
 	{Tools: fuzzTools},
+	{Endpoint: tasks.EndpointEmbeddings},
+	{Schema: &tasks.JSONSchema{Name: "r", Schema: json.RawMessage(`{"type":"object"}`)}},
+	{Format: input.FormatOpenAIBatch}, // JSONL only: FuzzCSV reads it as CSV
 }
 
 // fuzzTools are the job's tools of modeTools.
@@ -61,6 +66,9 @@ const (
 	modeTemplate
 	modeJSON
 	modeTools
+	modeEmbeddings
+	modeSchema
+	modeBatch
 )
 
 func FuzzJSONL(f *testing.F) {
@@ -109,6 +117,20 @@ func FuzzJSONL(f *testing.F) {
 			`{"id":"o","messages":[{"role":"user","content":"u"},{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"a","arguments":""}}]},{"role":"user","content":"u"}]}`,
 			`{"id":"d","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"a","arguments":""}}]},{"role":"tool","tool_call_id":"1","content":""},{"role":"tool","tool_call_id":"1","content":""}]}`,
 			`{"id":"x","messages":[{"role":"tool","tool_call_id":"1","content":""}]}`)},
+		{modePlain, lines(`{"custom_id":"c","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":5}}`,
+			`{"custom_id":"e","method":"POST","url":"/v1/embeddings","body":{"input":["a","b"],"dimensions":8,"encoding_format":"float"}}`,
+			`{"custom_id":"x","method":"GET","url":"/v1/completions","body":{"prompt":"p"}}`,
+			`{"custom_id":"","url":"/v1/embeddings","body":{"input":[]}}`,
+			`{"id":"p","prompt":"plain"}`, `{"id":"i","input":"chat item with input"}`)},
+		{modeBatch, lines(`{"custom_id":"c","method":"POST","url":"/v1/chat/completions","body":{"messages":[{"role":"system","content":"s"},{"role":"user","content":"hi"}],"n":2}}`,
+			`{"custom_id":"e","method":"POST","url":"/v1/embeddings","body":{"input":"x"}}`,
+			`{"id":"p","prompt":"plain"}`)},
+		{modeEmbeddings, lines(`{"id":"a","input":"x","dimensions":8,"metadata":{"k":1}}`, `{"input":["a","b"]}`, `{"id":"p","prompt":"p"}`,
+			`{"id":"t","input":"x","max_tokens":5}`, `{"id":"e","input":[""]}`,
+			`{"custom_id":"c","url":"/v1/chat/completions","body":{"messages":[{"role":"user","content":"hi"}]}}`)},
+		{modeSchema, lines(`{"id":"a","prompt":"p"}`, `{"id":"b","prompt":"p","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"array"}}}}`,
+			`{"id":"c","prompt":"p","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":5}}}}`,
+			`{"custom_id":"e","url":"/v1/embeddings","body":{"input":"x"}}`)},
 		// The same agent items in a job without tools: all rejected.
 		{modePlain, lines(`{"id":"t","prompt":"p","tools":["a"],"tool_choice":"auto","parallel_tool_calls":true}`,
 			`{"id":"m","messages":[{"role":"user","content":"u"},{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"a","arguments":"{}"}}]},{"role":"tool","tool_call_id":"1","content":"r"}]}`)},
@@ -117,7 +139,9 @@ func FuzzJSONL(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, mode uint8) {
 		opts := fuzzOptions[int(mode)%len(fuzzOptions)]
-		opts.Format = input.FormatJSONL
+		if opts.Format == "" {
+			opts.Format = input.FormatJSONL
+		}
 		res := checkRead(t, data, opts)
 
 		nonBlank := nonBlankLines(data)
@@ -189,6 +213,9 @@ func FuzzCSV(f *testing.F) {
 		{modeTools, lines("id,prompt,tools,tool_choice,parallel_tool_calls", `t,p," a , b ",required,true`, `u,p,"[""b""]","{""type"":""function"",""function"":{""name"":""b""}}",FALSE`,
 			`v,p,"a,,a",{bad,maybe`, "w,p,,,")},
 		{modeTools, lines("id,messages", `m,"[{""role"":""user"",""content"":""u""},{""role"":""assistant"",""tool_calls"":[{""id"":""1"",""type"":""function"",""function"":{""name"":""a"",""arguments"":""{}""}}]},{""role"":""tool"",""tool_call_id"":""1"",""content"":""r""}]"`)},
+		{modeEmbeddings, lines("id,input,dimensions,max_tokens", "a,x,8,", "b,,,", "c,y,0,", "d,z,,5")},
+		{modeEmbeddings, lines("id,prompt", "a,x")},
+		{modeSchema, lines("id,prompt,response_format", "a,p,json_object", "b,p,")},
 	} {
 		f.Add([]byte(s.in), s.mode)
 	}
@@ -341,6 +368,19 @@ func checkItem(t *testing.T, rec input.Record, opts input.Options, fields map[st
 			t.Errorf("line %d: field %q is missing from Fields()", rec.Line, k)
 		}
 	}
+	switch {
+	case opts.Format == input.FormatOpenAIBatch && !it.Batch:
+		t.Errorf("line %d: --format openai-batch but the item is no batch item", rec.Line)
+	case !it.Batch && it.IsEmbedding() != (opts.Endpoint == tasks.EndpointEmbeddings):
+		t.Errorf("line %d: --endpoint %q but the item's endpoint is %q", rec.Line, opts.Endpoint, it.Endpoint)
+	}
+	if it.IsEmbedding() {
+		checkEmbedding(t, rec, opts)
+		return
+	}
+	if it.Endpoint != "" || it.Input != nil || it.Dimensions != 0 {
+		t.Errorf("line %d: chat item with embedding fields: %s", rec.Line, it.Canonical())
+	}
 	if len(it.Messages) == 0 {
 		t.Errorf("line %d: accepted with no message", rec.Line)
 	}
@@ -349,19 +389,43 @@ func checkItem(t *testing.T, rec input.Record, opts input.Options, fields map[st
 			t.Errorf("line %d: messages[%d] has role %q", rec.Line, i, m.Role)
 		}
 	}
-	if opts.Template != "" {
-		// The template renders the one user message, never a blank one.
+	if opts.Template != "" && !it.Batch {
+		// The template renders the one user message, never a blank one; a
+		// batch line's body is the request as it is.
 		if len(it.Messages) != 1 || it.Messages[0].Role != "user" || strings.TrimSpace(it.Messages[0].Content) == "" {
 			t.Errorf("line %d: with --template, messages %q; want one non-blank user message", rec.Line, it.Messages)
 		}
 	}
-	if opts.System != "" && it.Messages[0].Role != "system" {
+	if opts.System != "" && len(it.Messages) > 0 && it.Messages[0].Role != "system" {
 		t.Errorf("line %d: --system set but messages start with %q", rec.Line, it.Messages[0].Role)
 	}
 	if opts.JSONOutput && !it.WantsJSON() {
 		t.Errorf("line %d: --json-output set but response_format is %+v", rec.Line, it.ResponseFormat)
 	}
+	if opts.Schema != nil && (it.ResponseFormat == nil || it.ResponseFormat.Type != "json_schema" || it.ResponseFormat.JSONSchema != opts.Schema) {
+		t.Errorf("line %d: --schema set but response_format is %+v", rec.Line, it.ResponseFormat)
+	}
 	checkToolFields(t, rec, opts)
+}
+
+// checkEmbedding checks an accepted embedding item: inputs and no chat
+// fields, whatever the options.
+func checkEmbedding(t *testing.T, rec input.Record, opts input.Options) {
+	t.Helper()
+	it := rec.Item
+	if len(it.Input) == 0 || len(it.Input) > 2048 || slices.Contains(it.Input, "") {
+		t.Errorf("line %d: embedding item with %d inputs %q: want 1 to 2048 non-empty ones", rec.Line, len(it.Input), it.Input)
+	}
+	if opts.Template != "" && !it.Batch && (len(it.Input) != 1 || strings.TrimSpace(it.Input[0]) == "") {
+		t.Errorf("line %d: with --template, inputs %q; want one non-blank input", rec.Line, it.Input)
+	}
+	if it.Dimensions < 0 || it.Dimensions > 1<<16 {
+		t.Errorf("line %d: dimensions %d", rec.Line, it.Dimensions)
+	}
+	if it.Messages != nil || it.MaxTokens != 0 || it.Temperature != nil || it.TopP != nil || it.Stop != nil || it.Seed != nil ||
+		it.ResponseFormat != nil || it.Tools != nil || it.ToolChoice != nil || it.ParallelToolCalls != nil {
+		t.Errorf("line %d: embedding item with chat fields: %s", rec.Line, it.Canonical())
+	}
 }
 
 // checkToolFields checks an accepted item's agent fields: none without

@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/llmfleet/llmfleet/schema"
 	"github.com/llmfleet/llmfleet/tasks"
 )
 
@@ -146,7 +149,27 @@ func (r *Reader) build(fs *fieldSet, data func() (map[string]any, error)) (tasks
 		hasPrompt = false
 	}
 	msgs, hasMsgs := fs.get("messages")
+	input, hasInput := fs.get("input")
+	embedding := r.endpoint == tasks.EndpointEmbeddings
 	switch {
+	case embedding && (hasPrompt || hasMsgs):
+		errs = append(errs, `an embedding item takes "input", not "prompt" or "messages"`)
+	case embedding && r.tmpl != nil:
+		s, err := r.render(fs, data)
+		if err != nil {
+			fail(err)
+		} else {
+			it.Input = []string{s}
+		}
+	case embedding && hasInput:
+		var err error
+		it.Input, err = parseInput(input)
+		fail(err)
+	case embedding:
+		errs = append(errs, `missing input: an embedding item needs "input" (a string or an array of strings)`)
+	case hasInput && !hasPrompt && !hasMsgs && r.tmpl == nil:
+		// With a template, "input" is just a field it may read.
+		errs = append(errs, `"input" is for embedding items (run --endpoint embeddings, or OpenAI batch lines for /v1/embeddings); a chat item needs "prompt" or "messages"`)
 	case r.tmpl != nil && hasMsgs:
 		errs = append(errs, `an item with "messages" cannot use --template`)
 	case r.tmpl != nil:
@@ -171,7 +194,22 @@ func (r *Reader) build(fs *fieldSet, data func() (map[string]any, error)) (tasks
 	default:
 		errs = append(errs, `missing prompt: an item needs "prompt" or "messages"`)
 	}
-	if r.opts.System != "" && (len(it.Messages) == 0 || it.Messages[0].Role != "system") {
+	if embedding {
+		it.Endpoint = tasks.EndpointEmbeddings
+		if v, ok := fs.get("dimensions"); ok {
+			n, ok := parseInteger(v)
+			if !ok || n < 1 || n > 1<<16 {
+				errs = append(errs, "dimensions must be a positive integer, got "+v.show())
+			}
+			it.Dimensions = int(n)
+		}
+		for _, k := range []string{"max_tokens", "temperature", "top_p", "stop", "seed", "response_format", "tools", "tool_choice", "parallel_tool_calls"} {
+			if _, ok := fs.get(k); ok {
+				errs = append(errs, fmt.Sprintf("%s is for chat items, not embeddings", k))
+			}
+		}
+	}
+	if r.opts.System != "" && !embedding && (len(it.Messages) == 0 || it.Messages[0].Role != "system") {
 		it.Messages = append([]tasks.Message{{Role: "system", Content: r.opts.System}}, it.Messages...)
 	}
 
@@ -217,8 +255,11 @@ func (r *Reader) build(fs *fieldSet, data func() (map[string]any, error)) (tasks
 		it.ResponseFormat, err = parseResponseFormat(v)
 		fail(err)
 	}
-	if r.opts.JSONOutput {
+	if r.opts.JSONOutput && !embedding {
 		it.ResponseFormat = &tasks.ResponseFormat{Type: "json_object"}
+	}
+	if r.opts.Schema != nil && !embedding {
+		it.ResponseFormat = &tasks.ResponseFormat{Type: "json_schema", JSONSchema: r.opts.Schema}
 	}
 	toolsOK := true // the item's tools, if any, parsed: tool_choice is checked against them
 	if v, ok := fs.get("tools"); ok {
@@ -467,10 +508,12 @@ func parseStop(v value) ([]string, error) {
 	return out, nil
 }
 
-// parseResponseFormat parses {"type": "text" | "json_object"}; in CSV the
-// cell may also be just the type.
+// parseResponseFormat parses {"type": "text" | "json_object"} or
+// {"type": "json_schema", "json_schema": {"name", "schema", "strict"?,
+// "description"?}}; in CSV the cell may also be just the type.
 func parseResponseFormat(v value) (*tasks.ResponseFormat, error) {
 	var typ value
+	var m map[string]json.RawMessage
 	raw, ok := asJSON(v, '{')
 	switch {
 	case !ok:
@@ -478,13 +521,12 @@ func parseResponseFormat(v value) (*tasks.ResponseFormat, error) {
 	case kindOf(raw) != "object":
 		return nil, fmt.Errorf(`response_format must be an object like {"type":"json_object"}, got %s`, v.show())
 	default:
-		var m map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return nil, fmt.Errorf("response_format: %v", err)
 		}
 		for _, k := range slices.Sorted(maps.Keys(m)) {
-			if k != "type" {
-				return nil, fmt.Errorf("response_format has unsupported key %q (only type)", k)
+			if k != "type" && k != "json_schema" {
+				return nil, fmt.Errorf("response_format has unsupported key %q (only type and json_schema)", k)
 			}
 		}
 		t, ok := m["type"]
@@ -493,10 +535,133 @@ func parseResponseFormat(v value) (*tasks.ResponseFormat, error) {
 		}
 		typ = value{raw: t}
 	}
-	if s, _ := typ.str(); s == "text" || s == "json_object" {
+	s, _ := typ.str()
+	switch s {
+	case "text", "json_object":
+		if _, ok := m["json_schema"]; ok {
+			return nil, fmt.Errorf(`response_format.json_schema goes with type "json_schema", got type %q`, s)
+		}
 		return &tasks.ResponseFormat{Type: s}, nil
+	case "json_schema":
+		js, ok := m["json_schema"]
+		if !ok || kindOf(js) != "object" {
+			return nil, fmt.Errorf(`response_format of type "json_schema" needs "json_schema": {"name", "schema"}`)
+		}
+		sch, err := ParseJSONSchema(js)
+		if err != nil {
+			return nil, fmt.Errorf("response_format.json_schema: %w", err)
+		}
+		return &tasks.ResponseFormat{Type: s, JSONSchema: sch}, nil
 	}
-	return nil, fmt.Errorf(`response_format.type must be "text" or "json_object", got %s`, typ.show())
+	return nil, fmt.Errorf(`response_format.type must be "text", "json_object" or "json_schema", got %s`, typ.show())
+}
+
+// SchemaFile reads a --schema file: OpenAI's json_schema object {"name"?,
+// "schema", "strict"?, "description"?}, or a bare JSON Schema; without a
+// name it is named after the file. "schema" is no JSON Schema keyword, so
+// a file that has it is the json_schema object (read as a bare schema, it
+// would constrain nothing).
+func SchemaFile(b []byte, path string) (*tasks.JSONSchema, error) {
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %v", err)
+	}
+	_, hasName := probe["name"]
+	_, hasSchema := probe["schema"]
+	switch {
+	case hasName && hasSchema:
+		return ParseJSONSchema(b)
+	case hasSchema:
+		probe["name"] = json.RawMessage(strconv.Quote(fileSchemaName(path)))
+		doc, _ := json.Marshal(probe)
+		return ParseJSONSchema(doc)
+	}
+	doc, _ := json.Marshal(map[string]json.RawMessage{"name": json.RawMessage(strconv.Quote(fileSchemaName(path))), "schema": b})
+	return ParseJSONSchema(doc)
+}
+
+// fileSchemaName names a schema after its file: the base name without its
+// extension, other characters than OpenAI allows as "_".
+func fileSchemaName(path string) string {
+	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	name = regexp.MustCompile(`[^a-zA-Z0-9_-]+`).ReplaceAllString(name, "_")
+	if name == "" || len(name) > 64 {
+		name = "answer"
+	}
+	return name
+}
+
+// schemaName is OpenAI's rule for a json_schema's name.
+var schemaName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+
+// ParseJSONSchema parses OpenAI's json_schema object {"name", "schema",
+// "strict"?, "description"?}; the schema must compile (package schema).
+// The schema is kept compact, as given otherwise.
+func ParseJSONSchema(raw []byte) (*tasks.JSONSchema, error) {
+	var js tasks.JSONSchema
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&js); err != nil {
+		return nil, err
+	}
+	if !schemaName.MatchString(js.Name) {
+		return nil, fmt.Errorf("name must be 1 to 64 letters, digits, _ or -, got %q", js.Name)
+	}
+	if kindOf(js.Schema) != "object" {
+		return nil, fmt.Errorf("schema must be a JSON Schema object, got %s", kindOf(js.Schema))
+	}
+	if _, err := schema.Compile(js.Schema); err != nil {
+		return nil, fmt.Errorf("schema: %v", err)
+	}
+	var b bytes.Buffer
+	_ = json.Compact(&b, js.Schema) // valid: it decoded
+	js.Schema = b.Bytes()
+	return &js, nil
+}
+
+// maxInputs is the most inputs one embedding item may carry (OpenAI takes
+// 2,048 per request).
+const maxInputs = 2048
+
+// parseInput parses an embedding input: a string, or an array of strings
+// (OpenAI's forms; token arrays are not supported). In CSV a cell is one
+// input.
+func parseInput(v value) ([]string, error) {
+	if v.isCSV {
+		if strings.TrimSpace(v.cell) == "" {
+			return nil, errors.New("input is empty")
+		}
+		return []string{v.cell}, nil
+	}
+	switch kindOf(v.raw) {
+	case "string":
+		s := unquote(v.raw)
+		if s == "" {
+			return nil, errors.New("input is an empty string")
+		}
+		return []string{s}, nil
+	case "array":
+	default:
+		return nil, fmt.Errorf("input must be a string or an array of strings, got %s", v.show())
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(v.raw, &elems); err != nil {
+		return nil, fmt.Errorf("input: %v", err)
+	}
+	switch {
+	case len(elems) == 0:
+		return nil, errors.New("input is an empty array")
+	case len(elems) > maxInputs:
+		return nil, fmt.Errorf("input has %d strings, more than %d", len(elems), maxInputs)
+	}
+	out := make([]string, len(elems))
+	for i, e := range elems {
+		if kindOf(e) != "string" || unquote(e) == "" {
+			return nil, fmt.Errorf("input[%d] must be a non-empty string, got %s (token arrays are not supported)", i, value{raw: e}.show())
+		}
+		out[i] = unquote(e)
+	}
+	return out, nil
 }
 
 // parseMetadata returns metadata as compact JSON; a CSV cell that is not

@@ -132,6 +132,12 @@ func (r *Reader) parseJSONL(line []byte) (tasks.Item, string) {
 	if dup != "" {
 		return tasks.Item{}, fmt.Sprintf("duplicate key %q", dup)
 	}
+	if _, ok := r.keySet["custom_id"]; ok {
+		return r.parseBatchLine()
+	}
+	if r.format == FormatOpenAIBatch {
+		return tasks.Item{}, `not an OpenAI batch line: want {"custom_id", "method": "POST", "url", "body"}`
+	}
 	return r.build(&r.fs, func() (map[string]any, error) {
 		var m map[string]any
 		dec := json.NewDecoder(bytes.NewReader(obj))

@@ -23,6 +23,10 @@ type Format string
 const (
 	FormatJSONL Format = "jsonl" // one JSON object per line
 	FormatCSV   Format = "csv"   // a header row, then one item per record
+	// FormatOpenAIBatch is OpenAI Batch API input: JSONL whose every line
+	// is {"custom_id", "method", "url", "body"}. Such lines are also
+	// recognized in plain JSONL.
+	FormatOpenAIBatch Format = "openai-batch"
 )
 
 // DefaultMaxItemBytes is the item size limit when Options.MaxItemBytes is 0.
@@ -57,6 +61,13 @@ type Options struct {
 	// JSONOutput sets response_format {"type":"json_object"} on every item
 	// (--json-output).
 	JSONOutput bool
+	// Endpoint is tasks.EndpointEmbeddings when every item is an embedding
+	// (run --endpoint embeddings): items then carry "input". Empty means
+	// chat completions. OpenAI batch lines say their own.
+	Endpoint string
+	// Schema, when set, is the json_schema response format of every item
+	// (--schema FILE); it wins over the items' own response_format.
+	Schema *tasks.JSONSchema
 	// MaxItemBytes rejects a JSONL line or a CSV record over this many
 	// bytes (--max-item-bytes); 0 means DefaultMaxItemBytes.
 	MaxItemBytes int
@@ -111,6 +122,9 @@ type Reader struct {
 	buf    []byte
 	fs     fieldSet
 	keySet map[string]struct{}
+	// endpoint is the current line's: Options.Endpoint, or an OpenAI batch
+	// line's url.
+	endpoint string
 
 	// CSV state.
 	cr     *csv.Reader
@@ -134,9 +148,14 @@ type seenItem struct {
 // reads nothing yet; errors name the flag at fault.
 func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 	switch opts.Format {
-	case "", FormatJSONL, FormatCSV:
+	case "", FormatJSONL, FormatCSV, FormatOpenAIBatch:
 	default:
-		return nil, fmt.Errorf("invalid input format %q: want %q or %q", opts.Format, FormatJSONL, FormatCSV)
+		return nil, fmt.Errorf("invalid input format %q: want %q, %q or %q", opts.Format, FormatJSONL, FormatCSV, FormatOpenAIBatch)
+	}
+	switch opts.Endpoint {
+	case "", tasks.EndpointEmbeddings:
+	default:
+		return nil, fmt.Errorf("invalid --endpoint %q: want chat or %s", opts.Endpoint, tasks.EndpointEmbeddings)
 	}
 	if opts.MaxItemBytes < 0 {
 		return nil, fmt.Errorf("invalid --max-item-bytes %d: must be positive", opts.MaxItemBytes)
@@ -161,6 +180,7 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 		keySet:    make(map[string]struct{}),
 		fieldSeen: make(map[string]struct{}),
 		seen:      make(map[[16]byte]seenItem),
+		endpoint:  opts.Endpoint,
 	}
 	if rd.maxBytes == 0 {
 		rd.maxBytes = DefaultMaxItemBytes
@@ -338,8 +358,8 @@ func (r *Reader) admit(line int, it *tasks.Item) bool {
 	}
 	r.seen[key] = seenItem{sum: [16]byte(sum[:16]), line: line}
 	r.stats.Accepted++
-	if r.format == FormatJSONL {
-		r.noteFields(r.fs.names) // the line's keys in input order; CSV noted its header
+	if r.format != FormatCSV {
+		r.noteFields(r.fs.names) // the line's keys in input order (JSONL, OpenAI batch); CSV noted its header
 	}
 	return true
 }

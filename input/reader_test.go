@@ -141,7 +141,7 @@ func TestRejections(t *testing.T) {
 		{name: "seed fraction", in: lines(good1, `{"id":"x","prompt":"p","seed":1.5}`, good2),
 			line: 2, msg: "seed must be an integer, got 1.5"},
 		{name: "response_format type", in: lines(good1, `{"id":"x","prompt":"p","response_format":{"type":"json_schema"}}`, good2),
-			line: 2, msg: `response_format.type must be "text" or "json_object", got "json_schema"`},
+			line: 2, msg: `response_format of type "json_schema" needs`},
 		{name: "response_format not object", in: lines(good1, `{"id":"x","prompt":"p","response_format":"json"}`, good2),
 			line: 2, msg: `response_format must be an object like {"type":"json_object"}, got "json"`},
 		{name: "every field error is reported", in: lines(good1, `{"id":"x","prompt":"p","temperature":9,"top_p":9}`, good2),

@@ -39,6 +39,10 @@ type Error struct {
 	// PromptTokens, CompletionTokens and ContextLimit are a context
 	// overflow's numbers as the provider counted them, when it said.
 	PromptTokens, CompletionTokens, ContextLimit int
+	// Reask says the answer came but is not the JSON asked for (not JSON,
+	// or not matching the schema): the next call shows the model its answer
+	// and what is wrong with it.
+	Reask bool
 	// Err is the underlying error.
 	Err error
 }
@@ -96,6 +100,8 @@ type Exchange struct {
 	Header http.Header
 	// Head is the start of the response body (for diagnosis).
 	Head []byte
+	// Body is the whole response body (API key masked).
+	Body []byte
 }
 
 // Classify maps the outcome of one call to a classified error. ex is what the

@@ -16,6 +16,7 @@ import (
 
 	openai "github.com/sashabaranov/go-openai"
 
+	"github.com/llmfleet/llmfleet/schema"
 	"github.com/llmfleet/llmfleet/tasks"
 	"github.com/llmfleet/llmfleet/tokens"
 )
@@ -41,6 +42,8 @@ type Client struct {
 	baseURL string
 	// key is kept only to mask it wherever a provider echoes it back.
 	key string
+	// schemas are the json_schema response formats seen, compiled.
+	schemas *schema.Cache
 }
 
 // NewClient returns a Client. The API key stays inside go-openai's config:
@@ -66,7 +69,7 @@ func NewClient(cfg Config) *Client {
 	}
 	// No client-wide timeout: each attempt's context bounds the call.
 	oc.HTTPClient = &capturingDoer{c: &http.Client{Transport: tr}, key: []byte(cfg.APIKey)}
-	return &Client{oa: openai.NewClientWithConfig(oc), baseURL: oc.BaseURL, key: cfg.APIKey}
+	return &Client{oa: openai.NewClientWithConfig(oc), baseURL: oc.BaseURL, key: cfg.APIKey, schemas: &schema.Cache{}}
 }
 
 // BaseURL returns the API base URL the client calls.
@@ -81,6 +84,10 @@ type Completion struct {
 	TokensOut    int
 	// ToolCalls are the tools the model asked to call (agent items).
 	ToolCalls []tasks.ToolCall
+	// Body and RequestID are the provider's response body (compact JSON)
+	// and its x-request-id, kept for items of OpenAI batch files only.
+	Body      json.RawMessage
+	RequestID string
 	// UsageEstimated says the answer carried no usage (some self-hosted
 	// servers and proxies send none) and the tokens were counted here, so
 	// that budgets and the TPM limiter still see them.
@@ -123,6 +130,13 @@ func (c *Client) Complete(ctx context.Context, it *tasks.Item, model string, too
 	if out.Model == "" {
 		out.Model = req.Model
 	}
+	if it.Batch {
+		var b bytes.Buffer
+		if json.Compact(&b, ex.Body) == nil {
+			out.Body = b.Bytes()
+		}
+		out.RequestID = requestID(ex.Header)
+	}
 	for _, tc := range ch.Message.ToolCalls {
 		typ := string(tc.Type)
 		if typ == "" {
@@ -157,7 +171,83 @@ func (c *Client) Complete(ctx context.Context, it *tasks.Item, model string, too
 		return out, &Error{Class: InvalidOutput, Status: ex.Status, Message: "JSON was asked for but the answer was cut at its token limit (finish_reason length): raise max_tokens"}
 	}
 	if it.WantsJSON() && !json.Valid([]byte(out.Content)) {
-		return out, c.mask(&Error{Class: InvalidOutput, Status: ex.Status, Message: "JSON was asked for but the answer is not valid JSON: " + Scrub(out.Content)})
+		return out, c.mask(&Error{Class: InvalidOutput, Status: ex.Status, Message: "JSON was asked for but the answer is not valid JSON: " + Scrub(out.Content), Reask: true})
+	}
+	if f := it.ResponseFormat; f != nil && f.JSONSchema != nil {
+		sch, err := c.schemas.Get(f.JSONSchema.Schema)
+		if err != nil {
+			return out, &Error{Class: BadRequest, Status: ex.Status, Message: "the item's JSON Schema does not compile: " + err.Error()}
+		}
+		var ve *schema.ValidationError
+		if err := sch.Validate([]byte(out.Content)); errors.As(err, &ve) {
+			return out, &Error{Class: InvalidOutput, Status: ex.Status, Reask: true,
+				Message: fmt.Sprintf("the answer does not match the JSON Schema %q: %s", f.JSONSchema.Name, ve.Error())}
+		}
+	}
+	return out, nil
+}
+
+// requestID is the provider's id of a request, when it sent one.
+func requestID(h http.Header) string {
+	for _, k := range []string{"x-request-id", "request-id", "x-amzn-requestid", "cf-ray"} {
+		if v := h.Get(k); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// Embeddings is a successful embedding call's outcome: one vector per
+// input, in input order.
+type Embeddings struct {
+	Vectors  [][]float32
+	Model    string
+	TokensIn int
+	// UsageEstimated says the answer carried no usage: the inputs' tokens
+	// were counted here.
+	UsageEstimated bool
+	RequestID      string
+}
+
+// Embed makes one embedding call for inputs (dims 0 leaves the model's
+// default). Every failure is an *Error; an answer without one vector per
+// input is upstream_invalid.
+func (c *Client) Embed(ctx context.Context, model string, inputs []string, dims int) (*Embeddings, error) {
+	ex := &Exchange{}
+	resp, err := c.oa.CreateEmbeddings(withExchange(ctx, ex), openai.EmbeddingRequestStrings{
+		Input: inputs, Model: openai.EmbeddingModel(model), Dimensions: dims,
+	})
+	if err == nil && ex.Status >= 300 && ex.Status < 400 {
+		return nil, c.mask(&Error{Class: UpstreamInvalid, Status: ex.Status, Message: redirectReason(ex)})
+	}
+	if err != nil {
+		exp := ex
+		if ex.Status == 0 {
+			exp = nil
+		}
+		return nil, c.mask(Classify(ctx, err, exp))
+	}
+	out := &Embeddings{Model: string(resp.Model), TokensIn: resp.Usage.PromptTokens, RequestID: requestID(ex.Header), Vectors: make([][]float32, len(inputs))}
+	if out.Model == "" {
+		out.Model = model
+	}
+	for _, d := range resp.Data {
+		if d.Index < 0 || d.Index >= len(inputs) || out.Vectors[d.Index] != nil {
+			return nil, &Error{Class: UpstreamInvalid, Status: ex.Status, Message: fmt.Sprintf("embedding answer has a bad or repeated index %d for %d inputs", d.Index, len(inputs))}
+		}
+		out.Vectors[d.Index] = d.Embedding
+	}
+	for i, v := range out.Vectors {
+		if len(v) == 0 {
+			return nil, &Error{Class: UpstreamInvalid, Status: ex.Status, Message: fmt.Sprintf("embedding answer has no vector for input %d of %d", i, len(inputs))}
+		}
+	}
+	if out.TokensIn == 0 && resp.Usage.TotalTokens == 0 {
+		counter := tokens.ForModel(model)
+		for _, in := range inputs {
+			out.TokensIn += counter.Text(in)
+		}
+		out.UsageEstimated = true
 	}
 	return out, nil
 }
@@ -221,8 +311,12 @@ func Request(it *tasks.Item, model string, tools ...agent.Tool) openai.ChatCompl
 	if it.TopP != nil {
 		req.TopP = nonZero(*it.TopP)
 	}
-	if it.ResponseFormat != nil {
-		req.ResponseFormat = &openai.ChatCompletionResponseFormat{Type: openai.ChatCompletionResponseFormatType(it.ResponseFormat.Type)}
+	if f := it.ResponseFormat; f != nil {
+		req.ResponseFormat = &openai.ChatCompletionResponseFormat{Type: openai.ChatCompletionResponseFormatType(f.Type)}
+		if js := f.JSONSchema; js != nil {
+			req.ResponseFormat.JSONSchema = &openai.ChatCompletionResponseFormatJSONSchema{
+				Name: js.Name, Description: js.Description, Schema: js.Schema, Strict: js.Strict != nil && *js.Strict}
+		}
 	}
 	return req
 }
@@ -292,6 +386,7 @@ func (d *capturingDoer) Do(req *http.Request) (*http.Response, error) {
 		body = bytes.ReplaceAll(body, d.key, []byte("***"))
 	}
 	ex.Head = body[:min(len(body), headBytes)]
+	ex.Body = body
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil
 }

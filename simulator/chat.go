@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,13 +28,32 @@ type chatRequest struct {
 	TopP                *float64        `json:"top_p"`
 	Stop                json.RawMessage `json:"stop"`
 	Seed                *int64          `json:"seed"`
-	ResponseFormat      *struct {
-		Type string `json:"type"`
-	} `json:"response_format"`
-	Stream            bool            `json:"stream"`
-	Tools             []chatTool      `json:"tools"`
-	ToolChoice        json.RawMessage `json:"tool_choice"`
-	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
+	ResponseFormat      *responseFormat `json:"response_format"`
+	Stream              bool            `json:"stream"`
+	Tools               []chatTool      `json:"tools"`
+	ToolChoice          json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls   *bool           `json:"parallel_tool_calls"`
+}
+
+// responseFormat is a request's response_format. JSONSchema is kept as
+// sent: invalid checks its shape, and a json_schema answer is generated
+// from its schema (see schemaReply).
+type responseFormat struct {
+	Type       string          `json:"type"`
+	JSONSchema json.RawMessage `json:"json_schema"`
+}
+
+// schema returns the json_schema format's schema, or nil when it has none.
+// invalid has checked that json_schema is an object and schema, when set,
+// one too.
+func (f *responseFormat) schema() json.RawMessage {
+	var js struct {
+		Schema json.RawMessage `json:"schema"`
+	}
+	if json.Unmarshal(f.JSONSchema, &js) != nil || !present(js.Schema) {
+		return nil
+	}
+	return js.Schema
 }
 
 // call is a parsed chat completion request.
@@ -62,21 +82,9 @@ var roles = map[string]bool{"system": true, "developer": true, "user": true, "as
 // parseCall reads and validates a request body; on failure it returns the
 // 400 to send.
 func parseCall(r *http.Request, now time.Time) (*call, *response) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
-	if err != nil {
-		resp := errInvalidRequest("We could not read the body of your request: "+err.Error(), nil)
-		return nil, &resp
-	}
-	if len(body) > maxBodyBytes {
-		resp := errInvalidRequest(fmt.Sprintf("The request body is larger than %d bytes.", maxBodyBytes), nil)
-		return nil, &resp
-	}
 	c := &call{created: now.Unix()}
-	if err := json.Unmarshal(body, &c.req); err != nil {
-		resp := errInvalidRequest("We could not parse the JSON body of your request. "+
-			"(HINT: This likely means you aren't using your HTTP library correctly. "+
-			"The OpenAI API expects a JSON payload.) "+err.Error(), nil)
-		return nil, &resp
+	if bad := decodeBody(r, &c.req); bad != nil {
+		return nil, bad
 	}
 	if msg, param := c.req.invalid(); msg != "" {
 		resp := errInvalidRequest(msg, param)
@@ -91,14 +99,45 @@ func parseCall(r *http.Request, now time.Time) (*call, *response) {
 	return c, nil
 }
 
-// textReply returns the content of a reply saying s: s itself, or
-// {"reply":s} when the request asks for JSON.
-func (c *call) textReply(s string) string {
-	if f := c.req.ResponseFormat; f != nil && (f.Type == "json_object" || f.Type == "json_schema") {
-		b, _ := json.Marshal(map[string]string{"reply": s}) // cannot fail
-		return string(b)
+// decodeBody reads r's JSON body into v; on failure it returns the 400 to
+// send.
+func decodeBody(r *http.Request, v any) *response {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		resp := errInvalidRequest("We could not read the body of your request: "+err.Error(), nil)
+		return &resp
 	}
-	return s
+	if len(body) > maxBodyBytes {
+		resp := errInvalidRequest(fmt.Sprintf("The request body is larger than %d bytes.", maxBodyBytes), nil)
+		return &resp
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		resp := errInvalidRequest("We could not parse the JSON body of your request. "+
+			"(HINT: This likely means you aren't using your HTTP library correctly. "+
+			"The OpenAI API expects a JSON payload.) "+err.Error(), nil)
+		return &resp
+	}
+	return nil
+}
+
+// textReply returns the content of a reply saying s: s itself; for
+// json_schema a value generated to match the schema, its free strings
+// saying s; {"reply":s} for json_object, and for json_schema without a
+// schema or with one beyond the generator.
+func (c *call) textReply(s string) string {
+	f := c.req.ResponseFormat
+	if f == nil || (f.Type != "json_object" && f.Type != "json_schema") {
+		return s
+	}
+	if f.Type == "json_schema" {
+		if schema := f.schema(); schema != nil {
+			if out, err := schemaReply(schema, s); err == nil {
+				return out
+			}
+		}
+	}
+	b, _ := json.Marshal(map[string]string{"reply": s}) // cannot fail
+	return string(b)
 }
 
 // invalid returns the message and param of the first problem OpenAI would
@@ -122,6 +161,11 @@ func (q *chatRequest) invalid() (msg string, param any) {
 	case q.ResponseFormat != nil && !validFormats[q.ResponseFormat.Type]:
 		return fmt.Sprintf("Invalid 'response_format.type': %q is not one of text, json_object, json_schema.", q.ResponseFormat.Type), "response_format.type"
 	}
+	if q.ResponseFormat != nil && q.ResponseFormat.Type == "json_schema" {
+		if msg, param := q.ResponseFormat.invalidSchema(); msg != "" {
+			return msg, param
+		}
+	}
 	if len(q.Stop) > 0 && string(q.Stop) != "null" {
 		var one string
 		var many []string
@@ -142,6 +186,51 @@ func (q *chatRequest) invalid() (msg string, param any) {
 }
 
 var validFormats = map[string]bool{"text": true, "json_object": true, "json_schema": true}
+
+// invalidSchema returns OpenAI's message and param for a json_schema format
+// without its json_schema object, or whose json_schema or schema is not an
+// object; "" otherwise. json_schema's name and strict are not checked.
+func (f *responseFormat) invalidSchema() (msg string, param any) {
+	const at = "response_format.json_schema"
+	if !present(f.JSONSchema) {
+		return "Missing required parameter: '" + at + "'.", at
+	}
+	if k := jsonKind(f.JSONSchema); k != "an object" {
+		return fmt.Sprintf("Invalid type for '%s': expected an object, but got %s instead.", at, k), at
+	}
+	var js struct {
+		Schema json.RawMessage `json:"schema"`
+	}
+	_ = json.Unmarshal(f.JSONSchema, &js) // an object: cannot fail
+	if present(js.Schema) {
+		if k := jsonKind(js.Schema); k != "an object" {
+			return fmt.Sprintf("Invalid type for '%s.schema': expected an object, but got %s instead.", at, k), at + ".schema"
+		}
+	}
+	return "", nil
+}
+
+// jsonKind names the kind of a JSON value the way OpenAI's type errors do:
+// "an object", "an array", "a string", "a number", "a boolean" or "null".
+func jsonKind(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "null"
+	}
+	switch raw[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
 
 // success is the 200 the call gets when no fault applies: its tool calls,
 // or its reply; without a usage object when withUsage is false.
@@ -224,7 +313,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.stats.Calls++
 	s.mu.Unlock()
-	s.deliver(w, r, s.answer(r, now))
+	s.deliver(w, r, s.answer(r, now), chatEndpoint)
 }
 
 // answer decides the response to a chat completion arriving at now. The
@@ -249,7 +338,7 @@ func (s *Server) answer(r *http.Request, now time.Time) response {
 	s.stats.TimesByContent[c.key] = append(s.stats.TimesByContent[c.key], now)
 	verdict, wait := s.window.admit(now, cost)
 	s.mu.Unlock()
-	if resp, limited := s.limited(c, verdict, wait, cost); limited {
+	if resp, limited := s.limited(c.req.Model, verdict, wait, cost); limited {
 		return resp
 	}
 
@@ -303,35 +392,44 @@ func (c *call) directives() (directives, *response) {
 	return d, nil
 }
 
-// limited returns the 429 of a call the RPM/TPM window did not admit.
-func (s *Server) limited(c *call, v verdict, wait time.Duration, cost int) (response, bool) {
+// limited returns the 429 of a call to model that the RPM/TPM window did
+// not admit.
+func (s *Server) limited(model string, v verdict, wait time.Duration, cost int) (response, bool) {
 	secs := max(int((wait+time.Second-1)/time.Second), 1, s.cfg.retryAfter)
 	switch v {
 	case overRPM:
 		return errRateLimit("requests", fmt.Sprintf(
 			"Rate limit reached for %s on requests per min (RPM): Limit %d. Please try again in %ds.",
-			c.req.Model, s.cfg.rpm, secs), secs), true
+			model, s.cfg.rpm, secs), secs), true
 	case overTPM:
 		resp := errRateLimit("tokens", fmt.Sprintf(
 			"Rate limit reached for %s on tokens per min (TPM): Limit %d, Requested %d. Please try again in %ds.",
-			c.req.Model, s.cfg.tpm, cost, secs), secs)
+			model, s.cfg.tpm, cost, secs), secs)
 		resp.header["x-ratelimit-reset-tokens"] = strconv.Itoa(secs) + "s"
 		return resp, true
 	case tooLarge:
 		return errorResponse(http.StatusTooManyRequests, "tokens", "rate_limit_exceeded", nil, fmt.Sprintf(
 			"Request too large for %s on tokens per min (TPM): Limit %d, Requested %d. "+
 				"The input or output tokens must be reduced in order to run successfully.",
-			c.req.Model, s.cfg.tpm, cost)), true
+			model, s.cfg.tpm, cost)), true
 	}
 	return response{}, false
 }
 
-// deliver records the outcome, applies latency and sends resp. Stats are
-// recorded before the response is written, so a client that has its answer
-// sees it counted.
-func (s *Server) deliver(w http.ResponseWriter, r *http.Request, resp response) {
+// endpoint says which stats an outcome counts in.
+type endpoint int
+
+const (
+	chatEndpoint endpoint = iota
+	embeddingsEndpoint
+)
+
+// deliver records the outcome under ep, applies latency and sends resp.
+// Stats are recorded before the response is written, so a client that has
+// its answer sees it counted.
+func (s *Server) deliver(w http.ResponseWriter, r *http.Request, resp response, ep endpoint) {
 	if resp.hold {
-		s.record(CodeTimeout, nil)
+		s.record(ep, CodeTimeout, nil)
 		select {
 		case <-r.Context().Done():
 		case <-s.closed:
@@ -339,21 +437,28 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, resp response) 
 		panic(http.ErrAbortHandler) // end the request without a response
 	}
 	if !s.sleep(r.Context()) {
-		s.record("canceled", nil)
+		s.record(ep, "canceled", nil)
 		panic(http.ErrAbortHandler)
 	}
 	if resp.reset {
-		s.record(CodeReset, nil)
+		s.record(ep, CodeReset, nil)
 		resetConn(w)
 		return
 	}
-	s.record(strconv.Itoa(resp.status), resp.usage)
+	s.record(ep, strconv.Itoa(resp.status), resp.usage)
 	resp.write(w)
 }
 
-func (s *Server) record(status string, u *usage) {
+func (s *Server) record(ep endpoint, status string, u *usage) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if ep == embeddingsEndpoint {
+		s.stats.EmbeddingByStatus[status]++
+		if u != nil {
+			s.stats.EmbeddingTokens += u.PromptTokens
+		}
+		return
+	}
 	s.stats.ByStatus[status]++
 	if u != nil {
 		s.stats.TokensIn += u.PromptTokens

@@ -9,7 +9,7 @@ import (
 // Config configures a Server. Zero values mean the documented defaults, so
 // Config{} is a fast simulator that never fails on its own.
 type Config struct {
-	// Latency delays every chat completion: "" for none, a duration such as
+	// Latency delays every chat completion and embedding request: "" for none, a duration such as
 	// "20ms", or a range such as "10ms-200ms" (uniform).
 	Latency string
 	// RPM and TPM are the requests and tokens allowed per sliding 60 s
@@ -20,7 +20,8 @@ type Config struct {
 	// rate-limit 429s. 0 means 1.
 	RetryAfter int
 	// ContextLimit is the prompt size, in tokens, above which a call gets a
-	// 400 context_length_exceeded; 0 means unlimited.
+	// 400 context_length_exceeded (for embeddings: the size of each input);
+	// 0 means unlimited.
 	ContextLimit int
 	// Faults is the random fault mix in ParseFaults syntax.
 	Faults string

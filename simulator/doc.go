@@ -1,5 +1,5 @@
-// Package simulator is an OpenAI-compatible chat completion server that
-// injects faults on demand: the provider of llmfleet's demo, tests,
+// Package simulator is an OpenAI-compatible chat completion and embedding
+// server that injects faults on demand: the provider of llmfleet's demo, tests,
 // benchmarks and compose setup. cmd/mockllm serves it; the embedded mode and
 // tests run it in-process with Start (on "127.0.0.1:0" for a free port) or
 // mount a Server as an http.Handler.
@@ -9,13 +9,16 @@
 //   - POST /v1/chat/completions: OpenAI's request and chat.completion
 //     response; usage is counted with package tokens for the requested
 //     model (prompt with the chat message formula, completion as the
-//     reply's text). The reply is "mock:" + Key(last user message), or
-//     {"reply":"mock:<key>"} when response_format asks for json_object or
-//     json_schema. finish_reason is "stop", or "tool_calls" when the
+//     reply's text). The reply is "mock:" + Key(last user message);
+//     {"reply":"mock:<key>"} when response_format asks for json_object; for
+//     json_schema a JSON value made to match the schema (see Structured
+//     output). finish_reason is "stop", or "tool_calls" when the
 //     answer calls tools (see Tools); max_tokens and stop are validated but
 //     do not cut the reply. stream is rejected. Invalid JSON, a missing
 //     model, no messages, out-of-range options and tool calls that break
 //     OpenAI's message rules get OpenAI's 400 invalid_request_error.
+//   - POST /v1/embeddings: OpenAI's request and embedding list; the vector
+//     of an input is Embedding(input, dimensions). See Embeddings.
 //   - GET /v1/models: OpenAI's list format (gpt-4o-mini, gpt-4o,
 //     gpt-4.1-mini, mock); any model is accepted by chat completions.
 //   - GET /admin/stats (?times=1 adds times_by_content), GET and PUT
@@ -72,11 +75,18 @@
 //	nousage   200     the reply, with no usage object (as some self-hosted
 //	                  servers and proxies answer); stats still count its
 //	                  tokens
+//	schemamiss 200    a chat completion whose content is SchemaMissReply,
+//	                  {"unexpected":true}: valid JSON that misses a
+//	                  json_schema request's schema (any schema requiring a
+//	                  property or forbidding others, as strict ones do), has
+//	                  no "reply" for json_object, and is plain text that
+//	                  does not carry the key otherwise
 //
 // DESIGN.md names 400 401 404 429 500 503 529 html502 and timeout; 403,
-// 502, 504, quota, overflow, filter, badjson, empty, html200, reset, length
-// and nousage are extensions. Each code is also valid in the random fault
-// mix.
+// 502, 504, quota, overflow, filter, badjson, empty, html200, reset,
+// length, nousage and schemamiss are extensions. Each code is also valid in
+// the random fault mix. Embedding requests answer them as described under
+// Embeddings.
 //
 // # Tools
 //
@@ -109,7 +119,8 @@
 //     completion whose content is ToolReply of the tool results answering
 //     the last assistant message with tool_calls, in the order of its
 //     calls, i.e. "mock:" + Key(results joined by "|"), finish_reason
-//     "stop", wrapped in {"reply":...} when JSON is asked.
+//     "stop", as a JSON answer when JSON is asked (as the plain reply is:
+//     {"reply":...}, or made from the json_schema).
 //
 // Call ids are ToolCallID(Key(last user message), NAME, index, step):
 // "call_" and the first 16 hex digits of the SHA-256 of those four joined
@@ -126,12 +137,96 @@
 // #fail and #fail-first, and random faults, apply to tool steps as to any
 // call, before the tool answer: #fail-first:1:500 fails the first step of
 // a conversation only, since its calls share the last user message. The
-// content faults (badjson, empty, length) answer text in place of tool
-// calls; nousage keeps the tool calls and drops usage. Prompt tokens are
-// Counter.Messages of package tokens, as for any call; the completion
-// tokens of tool calls are the tokens of the tool_calls array's JSON (what
-// the answer carries, stable and growing with the arguments). Stats key
-// every step under the last user message's Key.
+// content faults (badjson, empty, length, schemamiss) answer text in place
+// of tool calls; nousage keeps the tool calls and drops usage. Prompt
+// tokens are Counter.Messages of package tokens, as for any call; the
+// completion tokens of tool calls are the tokens of the tool_calls array's
+// JSON (what the answer carries, stable and growing with the arguments).
+// Stats key every step under the last user message's Key.
+//
+// # Structured output
+//
+// A request whose response_format is {"type":"json_schema","json_schema":
+// {"name",...,"schema":{...}}} is answered with a JSON value generated from
+// the schema, compact, properties in the schema's order:
+//
+//   - const, else the first value of enum, wins wherever it appears.
+//   - $ref to "#", "#/$defs/NAME", "#/definitions/NAME" (any JSON pointer
+//     inside the schema) is followed; anyOf and oneOf take their first
+//     branch that is not just {"type":"null"} (or the first); allOf with
+//     one schema is that schema.
+//   - type is the type given, the first non-null one of a type array, or
+//     the one the keywords imply (properties or required: object, items or
+//     minItems: array, a bound: number), else string.
+//   - An object has every required property, or every listed property
+//     when required is absent; a required name without a property schema
+//     takes additionalProperties' schema when that is an object, else the
+//     reply. No other property is added.
+//   - A string is the reply text ("mock:" + Key, or the tool reply), cut to
+//     maxLength or padded with "-" to minLength; pattern and format are
+//     ignored.
+//   - A number or integer is 0, or the value nearest 0 that the bounds
+//     allow (minimum itself; just past an exclusive bound); multipleOf is
+//     ignored. A boolean is true, a null null.
+//   - An array has minItems values (none by default), from prefixItems (or
+//     a tuple items) in order, then from items.
+//
+// A schema beyond these rules (not, allOf of several schemas, a $ref that
+// leaves the document, the false schema, uniqueItems that copies would
+// break, bounds no number fits, recursion or nesting deeper than 64, an
+// answer of more than 10000 values) is answered {"reply":"mock:<key>"}, as
+// is a json_schema without a schema. A json_schema format without its
+// json_schema object is OpenAI's 400 "Missing required parameter:
+// 'response_format.json_schema'." (param response_format.json_schema); a
+// json_schema or schema that is not an object is a 400 too. name and
+// strict are not checked. Content faults start from the generated value
+// (length cuts it in half); schemamiss answers SchemaMissReply instead.
+//
+// # Embeddings
+//
+// POST /v1/embeddings takes OpenAI's request: model (required); input, a
+// non-empty string or an array of 1 to MaxEmbeddingInputs (2048) non-empty
+// strings; dimensions, 1 to MaxEmbeddingDimensions (32), default
+// DefaultEmbeddingDimensions (8); encoding_format "float" (default) or
+// "base64" (little-endian float32s, as OpenAI sends them). It answers
+// {"object":"list","data":[{"object":"embedding","index":i,"embedding":
+// [...]}],"model":...,"usage":{"prompt_tokens":N,"total_tokens":N}}, where
+// vector i is Embedding(input[i], dimensions) and N sums Counter.Text of
+// each input for the model. Token-array inputs are a 400 saying they are
+// not supported. OpenAI's 400s (invalid_request_error, with param): no
+// model; no input ("'input' is a required property"); an empty string, an
+// empty array or a non-string element ("'$.input' is invalid. Please check
+// the API reference: ..."); more than 2048 inputs ("Invalid 'input': array
+// too long. ..."); dimensions out of range; an unknown encoding_format; more
+// than MaxEmbeddingTokens (300000) tokens in all ("Requested N tokens, max
+// 300000 tokens per request").
+//
+// API key, RPM/TPM (a request costs its prompt tokens), ContextLimit (per
+// input: 400 context_length_exceeded, param input, "Invalid 'input[i]':
+// This model's maximum context length is L tokens, however you requested M
+// tokens. ..."), latency and the random fault mix apply as to chat
+// completions, in the same order; a request draws one fault, or none.
+//
+// Directives in any input apply to the whole request, as one bad input
+// fails a whole OpenAI request: the first input with #fail:CODE chooses the
+// code; else the first #fail-first:N:CODE input still within its count
+// (counted per input Key, apart from chat calls; every #fail-first input of
+// a request counts it); #retry-after:S of the first input that has one sets
+// a 429's Retry-After. A request with either directive draws no random
+// fault. A malformed directive is a 400 "mockllm: input[i]: ...", param
+// input. The codes answer as for chat, except:
+//
+//	400        400  "Invalid 'input[i]': the input was rejected (simulated
+//	                by mockllm).", param input, i the input whose directive
+//	                asked (a 400 drawn from the random mix is chat's)
+//	overflow   400  the ContextLimit error for the directive's input (or
+//	                the longest), limit half its tokens
+//	badjson    200  application/json body "mock:<key> not json", key the
+//	                directive's input's (or the first's)
+//	empty      200  the list with "data": []
+//	schemamiss 200  the body SchemaMissReply
+//	nousage    200  the list without usage
+//	length     200  the list: an embedding has nothing to cut
 //
 // # Random faults
 //
@@ -143,7 +238,8 @@
 // # Limits
 //
 // Checks run in this order, and the first that fails answers: API key,
-// request validity, RPM/TPM, ContextLimit, directives, random faults.
+// request validity, RPM/TPM, ContextLimit, directives, random faults (for
+// embeddings too).
 // Latency (Config.Latency) delays every answer, errors included, except
 // timeout; a client that gives up during it is counted as "canceled".
 //
@@ -167,12 +263,16 @@
 // # Stats
 //
 // Stats (and GET /admin/stats) count calls, outcomes by status, calls by
-// reply key, and tokens of successful calls; see Stats. Outcomes are
+// reply key, and tokens of successful calls; see Stats. calls, by_status,
+// by_content, tokens_in and tokens_out are about chat completions only;
+// embedding requests have their own embedding_calls, embedding_inputs,
+// embedding_by_status, embedding_by_content (requests per input Key) and
+// embedding_tokens. Outcomes are
 // recorded before the response is written, so a client that has its answer
 // finds it counted. Stats and arrival times grow with every call until a
 // reset; the simulator is for tests and demos, not for weeks of traffic.
 //
-// # Embedding
+// # Embedding the server
 //
 // Calls that end without a response (timeout, reset, and clients that give
 // up during latency) abort their handler with http.ErrAbortHandler, the

@@ -33,12 +33,21 @@ const (
 	CodeReset    = "reset"
 	CodeLength   = "length"
 	CodeNoUsage  = "nousage"
+	// CodeSchemaMiss answers 200 with SchemaMissReply: valid JSON that
+	// misses the request's schema.
+	CodeSchemaMiss = "schemamiss"
 )
+
+// SchemaMissReply is the content of a schemamiss answer to a chat
+// completion, and the body of one to an embedding request: valid JSON that
+// carries none of what was asked (it misses every json_schema that
+// requires a property or forbids additional ones, as strict schemas do).
+const SchemaMissReply = `{"unexpected":true}`
 
 var codes = []string{
 	Code400, Code401, Code403, Code404, Code429, Code500, Code502, Code503, Code504, Code529,
 	CodeHTML502, CodeTimeout, CodeQuota, CodeOverflow, CodeFilter, CodeBadJSON, CodeEmpty,
-	CodeHTML200, CodeReset, CodeLength, CodeNoUsage,
+	CodeHTML200, CodeReset, CodeLength, CodeNoUsage, CodeSchemaMiss,
 }
 
 // Codes returns every fault code, in documentation order.

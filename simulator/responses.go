@@ -58,6 +58,32 @@ const html200 = "<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n" +
 // Retry-After of a 429.
 func faultResponse(code string, c *call, retryAfter int) response {
 	switch code {
+	case CodeOverflow:
+		// A forced overflow has no real limit: claim half the prompt, so
+		// a truncating client has a consistent target.
+		return errContextLength(max(1, c.prompt/2), c.prompt)
+	case CodeBadJSON:
+		return c.completion(ReplyPrefix + c.key + " not json")
+	case CodeEmpty:
+		return c.completion("")
+	case CodeLength:
+		// Cut at the token limit: half the reply, finish_reason length.
+		return c.completionWith(c.reply[:len(c.reply)/2], "length", true)
+	case CodeNoUsage:
+		// Self-hosted servers (some vLLM, llama.cpp and proxy setups) send
+		// no usage: nothing is counted.
+		return c.success(false)
+	case CodeSchemaMiss:
+		return c.completion(SchemaMissReply)
+	}
+	return errorFault(code, c.req.Model, retryAfter)
+}
+
+// errorFault returns the response of a fault code that answers the same
+// for every endpoint: an error, an HTML page, no answer or a reset
+// connection. model is the request's; retryAfter the Retry-After of a 429.
+func errorFault(code, model string, retryAfter int) response {
+	switch code {
 	case Code400:
 		return errInvalidRequest("Invalid request (simulated by mockllm).", nil)
 	case Code401:
@@ -67,10 +93,10 @@ func faultResponse(code string, c *call, retryAfter int) response {
 			"You are not allowed to make this request (simulated by mockllm).")
 	case Code404:
 		return errorResponse(http.StatusNotFound, "invalid_request_error", "model_not_found", "model",
-			fmt.Sprintf("The model `%s` does not exist or you do not have access to it.", c.req.Model))
+			fmt.Sprintf("The model `%s` does not exist or you do not have access to it.", model))
 	case Code429:
 		return errRateLimit("requests", fmt.Sprintf(
-			"Rate limit reached for %s on requests (simulated by mockllm). Please try again in %ds.", c.req.Model, retryAfter), retryAfter)
+			"Rate limit reached for %s on requests (simulated by mockllm). Please try again in %ds.", model, retryAfter), retryAfter)
 	case CodeQuota:
 		return errorResponse(http.StatusTooManyRequests, "insufficient_quota", "insufficient_quota", nil,
 			"You exceeded your current quota, please check your plan and billing details.")
@@ -89,30 +115,16 @@ func faultResponse(code string, c *call, retryAfter int) response {
 		return htmlResponse(http.StatusBadGateway, html502)
 	case CodeHTML200:
 		return htmlResponse(http.StatusOK, html200)
-	case CodeOverflow:
-		// A forced overflow has no real limit: claim half the prompt, so
-		// a truncating client has a consistent target.
-		return errContextLength(max(1, c.prompt/2), c.prompt)
 	case CodeFilter:
 		return errorResponse(http.StatusBadRequest, "invalid_request_error", "content_filter", "prompt",
 			"The response was filtered due to the prompt triggering the content management policy. Please modify your prompt and retry.")
-	case CodeBadJSON:
-		return c.completion(ReplyPrefix + c.key + " not json")
-	case CodeEmpty:
-		return c.completion("")
-	case CodeLength:
-		// Cut at the token limit: half the reply, finish_reason length.
-		return c.completionWith(c.reply[:len(c.reply)/2], "length", true)
-	case CodeNoUsage:
-		// Self-hosted servers (some vLLM, llama.cpp and proxy setups) send
-		// no usage: nothing is counted.
-		return c.success(false)
 	case CodeTimeout:
 		return response{hold: true}
 	case CodeReset:
 		return response{reset: true}
 	default:
-		// Codes are validated when parsed; an unknown one is a bug here.
+		// Codes are validated when parsed, and the content codes answered
+		// by the endpoint; an unknown one is a bug here.
 		panic("simulator: no response for fault code " + strconv.Quote(code))
 	}
 }

@@ -259,6 +259,13 @@ func TestToolDirectives(t *testing.T) {
 		if err != nil || resp.Choices[0].Message.Content != want {
 			t.Fatalf("json_object: %+v, %v, want %s", resp.Choices, err, want)
 		}
+
+		req.ResponseFormat = schemaChat("").ResponseFormat
+		resp, err = b.openai.CreateChatCompletion(t.Context(), req)
+		want = `{"label":"spam","reason":"` + simulator.ToolReply("disk 91% full") + `"}`
+		if err != nil || resp.Choices[0].Message.Content != want {
+			t.Fatalf("json_schema: %+v, %v, want %s", resp.Choices, err, want)
+		}
 	})
 
 	t.Run("fail-first applies before the tool answer", func(t *testing.T) {

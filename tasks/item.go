@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 )
 
 // Message is one chat message of an item. An assistant message may carry
@@ -31,10 +32,21 @@ type FunctionCall struct {
 	Arguments string `json:"arguments"`
 }
 
-// ResponseFormat asks the provider for a format; Type "json_object" makes
-// unparseable output an invalid_output failure.
+// ResponseFormat asks the provider for a format. "json_object" makes
+// unparseable output an invalid_output failure; "json_schema" also checks
+// the answer against the schema.
 type ResponseFormat struct {
-	Type string `json:"type"`
+	Type       string      `json:"type"`
+	JSONSchema *JSONSchema `json:"json_schema,omitempty"`
+}
+
+// JSONSchema is OpenAI's json_schema response format: a named schema,
+// passed to the provider as given.
+type JSONSchema struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Schema      json.RawMessage `json:"schema"`
+	Strict      *bool           `json:"strict,omitempty"`
 }
 
 // Item is one unit of batch work as the producer accepted it: the final
@@ -58,6 +70,14 @@ type Item struct {
 	ToolChoice json.RawMessage `json:"tool_choice,omitempty"`
 	// ParallelToolCalls is OpenAI's parallel_tool_calls, when set.
 	ParallelToolCalls *bool `json:"parallel_tool_calls,omitempty"`
+	// Endpoint is EndpointEmbeddings for an embedding item (Input holds
+	// its inputs), empty for a chat completion.
+	Endpoint   string   `json:"endpoint,omitempty"`
+	Input      []string `json:"input,omitempty"`
+	Dimensions int      `json:"dimensions,omitempty"`
+	// Batch says the item came from an OpenAI Batch API input line: the
+	// provider's response body is kept for export --format openai-batch.
+	Batch bool `json:"batch,omitempty"`
 	// Metadata is passed through to results untouched (compact JSON).
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 	// Fields are the item's original input fields (CSV columns or JSON keys,
@@ -66,9 +86,16 @@ type Item struct {
 	Fields map[string]string `json:"fields,omitempty"`
 }
 
-// WantsJSON reports whether the item asked for a JSON object.
+// EndpointEmbeddings marks an embedding item.
+const EndpointEmbeddings = "embeddings"
+
+// IsEmbedding reports an embedding item.
+func (it *Item) IsEmbedding() bool { return it.Endpoint == EndpointEmbeddings }
+
+// WantsJSON reports whether the item asked for JSON (an object, or one
+// that matches a schema).
 func (it *Item) WantsJSON() bool {
-	return it.ResponseFormat != nil && it.ResponseFormat.Type == "json_object"
+	return it.ResponseFormat != nil && (it.ResponseFormat.Type == "json_object" || it.ResponseFormat.Type == "json_schema")
 }
 
 // Canonical returns the item's canonical encoding: the bytes the checkpoint
@@ -94,12 +121,20 @@ func (it *Item) DerivedID() string {
 	return "h" + hex.EncodeToString(sum[:8])
 }
 
+// ReaskPrefix begins the user message with which a worker re-asks for an
+// answer that is not the JSON asked for (showing the model its answer and
+// what is wrong with it). Such a turn is not part of the item:
+// LastUserContent skips it, so the simulator keys a re-asked call like the
+// first one.
+const ReaskPrefix = "Your previous answer is not the JSON that was asked for: "
+
 // LastUserContent returns the content of the last user message, the part a
-// provider answers and the simulator keys its reply on.
+// provider answers and the simulator keys its reply on; re-ask turns
+// (ReaskPrefix) are skipped.
 func (it *Item) LastUserContent() string {
 	for i := len(it.Messages) - 1; i >= 0; i-- {
-		if it.Messages[i].Role == "user" {
-			return it.Messages[i].Content
+		if m := it.Messages[i]; m.Role == "user" && !strings.HasPrefix(m.Content, ReaskPrefix) {
+			return m.Content
 		}
 	}
 	return ""

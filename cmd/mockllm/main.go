@@ -1,5 +1,5 @@
 // Command mockllm serves the llmfleet simulator: an OpenAI-compatible chat
-// completion API with fault injection, for the demo, tests, benchmarks and
+// completion and embedding API with fault injection, for the demo, tests, benchmarks and
 // the compose setup. See package simulator for the behaviour and
 // `mockllm -h` for the flags and directives.
 package main
@@ -129,13 +129,17 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (si
 func usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, `Usage: mockllm [flags]
 
-An OpenAI-compatible chat completion server with fault injection.
-  POST /v1/chat/completions  reply "mock:" + first 12 hex of SHA-256(last user message)
+An OpenAI-compatible chat completion and embedding server with fault injection.
+  POST /v1/chat/completions  reply "mock:" + first 12 hex of SHA-256(last user message);
+                             json_schema requests get JSON made to match the schema
+  POST /v1/embeddings        component k = byte k of SHA-256(input) / 255;
+                             dimensions 1-32, default 8
   GET  /v1/models
   GET  /admin/stats[?times=1]   PUT /admin/faults (body: a --faults mix, empty clears)
   POST /admin/reset             GET /healthz
 
-Directives in the last user message:
+Directives in the last user message (or in any embedding input, for the
+whole request):
   #fail:CODE            every call fails with CODE
   #fail-first:N:CODE    the first N calls for this content fail, then success
   #retry-after:S        Retry-After of a 429 (directive or random)
@@ -151,6 +155,9 @@ CODEs (also valid in --faults):
   html200   200 with an HTML page
   timeout   never answers; held until the client gives up
   reset     closes the connection without a response
+  length    200 with half the reply, finish_reason length
+  nousage   200 without a usage object
+  schemamiss 200 whose content is {"unexpected":true}: JSON missing the schema
 
 Flags:
 `)

@@ -75,7 +75,7 @@ func TestHelp(t *testing.T) {
 	if err := run(t.Context(), []string{"-h"}, &stderr, noEnv); err != nil {
 		t.Fatalf("run -h: %v", err)
 	}
-	for _, want := range []string{"--faults", "#fail-first:N:CODE", "html502", "quota", "reset"} {
+	for _, want := range []string{"--faults", "#fail-first:N:CODE", "html502", "quota", "reset", "schemamiss", "/v1/embeddings"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
