@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/llmfleet/llmfleet/internal/testredis"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -178,4 +180,79 @@ func keysMemory(b *testing.B, addr, pattern string) int64 {
 		b.Fatal(err)
 	}
 	return total
+}
+
+// BenchmarkEmbeddingsPacked runs 100 embedding items twice under the same
+// limit of 300 requests per minute (the simulator enforces it, the worker
+// is told it): packed (--pack 64) and one input per request (--pack 1),
+// and reports inputs/s for both. Packing is what lets an RPM-bound
+// embedding job go faster than the request limit.
+func BenchmarkEmbeddingsPacked(b *testing.B) {
+	benchNeedRedis(b)
+	const n, rpm = 100, 300
+	rs := testredis.Start(b)
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(b))
+	benchStart(b, os.Environ(), "mockllm", "--addr", addr, "--rpm", strconv.Itoa(rpm))
+	waitHTTP(b, "http://"+addr+"/v1/models")
+	f := &benchFleet{env: append(cleanEnv(), "REDIS_URL="+rs.URL, "OPENAI_BASE_URL=http://"+addr+"/v1"), redis: rs}
+	benchStart(b, f.env, "worker", "--concurrency", "128", "--rpm", strconv.Itoa(rpm), "--check-interval", "1s")
+	var sb strings.Builder
+	for i := range n {
+		fmt.Fprintf(&sb, `{"id": "i%04d", "input": "document number %d"}`+"\n", i, i)
+	}
+	items := filepath.Join(b.TempDir(), "items.jsonl")
+	if err := os.WriteFile(items, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		for _, pack := range []int{64, 1} {
+			job := fmt.Sprintf("emb-%d-%d", pack, i)
+			t0 := time.Now()
+			if r := benchRun(b, f.env, "producer", "run", "--job", job, "--endpoint", "embeddings", "--pack", strconv.Itoa(pack), items); r.code != 0 {
+				b.Fatalf("run: exit %d: %s", r.code, r.stderr)
+			}
+			f.waitDone(b, job, n, 100*time.Millisecond, 5*time.Minute)
+			name := "packed_inputs/s"
+			if pack == 1 {
+				name = "one_per_request_inputs/s"
+			}
+			b.ReportMetric(float64(n)/time.Since(t0).Seconds(), name)
+		}
+	}
+}
+
+// BenchmarkBatchItemMemory reports the Redis bytes a done item of an
+// OpenAI batch file keeps (its result and the provider's response body,
+// for export --format openai-batch) against a plain JSONL item with the
+// same prompt, 2,000 of each on one fleet.
+func BenchmarkBatchItemMemory(b *testing.B) {
+	benchNeedRedis(b)
+	const n = 2000
+	f := newBenchFleet(b)
+	f.worker(b)
+	var batch, plain strings.Builder
+	for i := range n {
+		fmt.Fprintf(&batch, `{"custom_id": "r%05d", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "summarise review %d"}]}}`+"\n", i, i)
+		fmt.Fprintf(&plain, `{"id": "r%05d", "prompt": "summarise review %d"}`+"\n", i, i)
+	}
+	dir := b.TempDir()
+	os.WriteFile(filepath.Join(dir, "batch.jsonl"), []byte(batch.String()), 0o644)
+	os.WriteFile(filepath.Join(dir, "plain.jsonl"), []byte(plain.String()), 0o644)
+	b.ResetTimer()
+	var bj, pj string
+	for i := range b.N {
+		bj, pj = fmt.Sprintf("batch-%d", i), fmt.Sprintf("plain-%d", i)
+		for job, file := range map[string]string{bj: "batch.jsonl", pj: "plain.jsonl"} {
+			if r := benchRun(b, f.env, "producer", "run", "--job", job, filepath.Join(dir, file)); r.code != 0 {
+				b.Fatalf("run: exit %d: %s", r.code, r.stderr)
+			}
+			f.waitDone(b, job, n, 100*time.Millisecond, 5*time.Minute)
+		}
+	}
+	b.StopTimer()
+	_, batchBytes := jobMemory(b, f.redis.Addr, bj)
+	_, plainBytes := jobMemory(b, f.redis.Addr, pj)
+	b.ReportMetric(float64(batchBytes)/n, "redis_bytes/batch_item")
+	b.ReportMetric(float64(plainBytes)/n, "redis_bytes/plain_item")
 }
