@@ -54,7 +54,11 @@ func Builtin() Table {
 		"gpt-5":      {ContextWindow: 400000, MaxOutput: 128000, InputUSDPerMTok: 1.25, OutputUSDPerMTok: 10.00},
 		"gpt-5-mini": {ContextWindow: 400000, MaxOutput: 128000, InputUSDPerMTok: 0.25, OutputUSDPerMTok: 2.00},
 		"gpt-5-nano": {ContextWindow: 400000, MaxOutput: 128000, InputUSDPerMTok: 0.05, OutputUSDPerMTok: 0.40},
-		"mock":       {ContextWindow: 8192, MaxOutput: 4096},
+		// Embedding models: the window is per input; prices are input only.
+		"text-embedding-3-small": {ContextWindow: 8191, InputUSDPerMTok: 0.02},
+		"text-embedding-3-large": {ContextWindow: 8191, InputUSDPerMTok: 0.13},
+		"text-embedding-ada-002": {ContextWindow: 8191, InputUSDPerMTok: 0.10},
+		"mock":                   {ContextWindow: 8192, MaxOutput: 4096},
 	}
 }
 
