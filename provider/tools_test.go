@@ -2,6 +2,7 @@ package provider_test
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -91,5 +92,67 @@ func TestCompleteToolCallsAgainstSimulator(t *testing.T) {
 	}
 	if want := simulator.ToolReply("91%", "freed 3 GB"); final.Content != want || len(final.ToolCalls) != 0 {
 		t.Errorf("final answer %+v, want %q", final, want)
+	}
+}
+
+// Embed against the simulator: one vector per input, in order, equal to
+// the simulator's, with usage.
+func TestEmbedAgainstSimulator(t *testing.T) {
+	sim := startSim(t, simulator.Config{Seed: 1})
+	c := provider.NewClient(provider.Config{BaseURL: sim.URL()})
+	inputs := []string{"alpha", "beta", "gamma"}
+	got, err := c.Embed(t.Context(), "text-embedding-3-small", inputs, 5)
+	if err != nil {
+		t.Fatalf("Embed: %v", err)
+	}
+	if len(got.Vectors) != 3 || got.TokensIn == 0 || got.Model != "text-embedding-3-small" {
+		t.Fatalf("answer %+v", got)
+	}
+	for i, in := range inputs {
+		want := simulator.Embedding(in, 5)
+		if len(got.Vectors[i]) != 5 {
+			t.Fatalf("vector %d has %d dimensions, want 5", i, len(got.Vectors[i]))
+		}
+		for k := range want {
+			if got.Vectors[i][k] != want[k] {
+				t.Errorf("vector %d = %v, want %v", i, got.Vectors[i], want)
+				break
+			}
+		}
+	}
+	// A refused input is a classified 400 naming it.
+	_, err = c.Embed(t.Context(), "text-embedding-3-small", []string{"ok", "bad #fail:400"}, 0)
+	var pe *provider.Error
+	if !errors.As(err, &pe) || pe.Class != provider.BadRequest || !strings.Contains(pe.Message, "input[1]") {
+		t.Errorf("bad input: %v, want bad_request naming input[1]", err)
+	}
+}
+
+// A json_schema answer is checked against the schema: the simulator's
+// conforming answer passes, its schemamiss fault is an invalid_output to
+// re-ask, naming what is wrong.
+func TestCompleteChecksTheSchema(t *testing.T) {
+	sim := startSim(t, simulator.Config{Seed: 1})
+	c := provider.NewClient(provider.Config{BaseURL: sim.URL()})
+	strict := true
+	format := &tasks.ResponseFormat{Type: "json_schema", JSONSchema: &tasks.JSONSchema{Name: "review", Strict: &strict,
+		Schema: json.RawMessage(`{"type":"object","required":["sentiment"],"additionalProperties":false,"properties":{"sentiment":{"enum":["positive","negative"]}}}`)}}
+	it := userItem("fine")
+	it.ResponseFormat = format
+	got, err := c.Complete(t.Context(), it, "gpt-4o-mini")
+	if err != nil || got.Content != `{"sentiment":"positive"}` {
+		t.Fatalf("conforming answer: %+v, %v", got, err)
+	}
+	it = userItem("broken #fail:schemamiss")
+	it.ResponseFormat = format
+	_, err = c.Complete(t.Context(), it, "gpt-4o-mini")
+	var pe *provider.Error
+	if !errors.As(err, &pe) || pe.Class != provider.InvalidOutput || !pe.Reask || !strings.Contains(pe.Message, "sentiment") {
+		t.Errorf("schema miss: %v, want a re-askable invalid_output naming sentiment", err)
+	}
+	// The request carries the format as given.
+	b, _ := json.Marshal(provider.Request(it, "gpt-4o-mini"))
+	if !strings.Contains(string(b), `"json_schema":{"name":"review"`) || !strings.Contains(string(b), `"strict":true`) {
+		t.Errorf("request %s does not carry the json_schema format", b)
 	}
 }
