@@ -18,7 +18,8 @@
 // Every line gives one item or one rejection; nothing valid is lost because
 // of a bad line elsewhere. The fields an item understands are id, prompt,
 // messages, model, max_tokens, temperature, top_p, stop, seed,
-// response_format, metadata, tools, tool_choice and parallel_tool_calls;
+// response_format, metadata, tools, tool_choice, parallel_tool_calls, and
+// for embeddings input and dimensions;
 // any other field is kept as a template input and in Item.Fields, for the
 // failed-items CSV.
 //
@@ -75,6 +76,29 @@
 //
 // The names the messages' tool calls use are not checked against the
 // job's tools: they are history, what the model asked for then.
+//
+// # Structured output, embeddings, OpenAI batch lines
+//
+//   - response_format may be {"type":"json_schema","json_schema":{"name",
+//     "schema","strict"?,"description"?}}: the name follows OpenAI's rule
+//     and the schema must compile (package schema); it is kept compact.
+//     Options.Schema (run --schema FILE) gives every chat item that format,
+//     over its own.
+//   - With Options.Endpoint "embeddings" (run --endpoint embeddings) an
+//     item is an embedding: input is a non-empty string or an array of up
+//     to 2,048 non-empty strings (in CSV a cell is one input), dimensions a
+//     positive integer; prompt, messages and the chat-only fields are
+//     rejected. A chat item with only input is rejected with that hint.
+//   - A JSONL line with custom_id is an OpenAI Batch API line, read as it
+//     is: custom_id is the id, url /v1/chat/completions or /v1/embeddings
+//     says what the item is, body is the request (its fields read as an
+//     item's; max_completion_tokens is max_tokens; user, store and
+//     encoding_format "float" change nothing and are dropped). Any other
+//     url or method, a missing body, an unknown key, or a body field
+//     llmfleet would not honour (n, logprobs, ...) is rejected by name.
+//     Options.Format "openai-batch" requires every line to be one. Such
+//     items are marked Batch: their provider responses are kept for export
+//     --format openai-batch.
 //
 // # Duplicates
 //
