@@ -32,6 +32,8 @@ type toolServer struct {
 	hold    map[string]chan struct{}
 	holding chan string // the tool being held, once its run arrived
 	held    map[string]bool
+	// flakyUp makes the flaky tool answer; until then it is down.
+	flakyUp bool
 }
 
 type toolRun struct {
@@ -107,6 +109,18 @@ func (ts *toolServer) serve(w http.ResponseWriter, r *http.Request) {
 	case "broken":
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "down for maintenance")
+	case "flaky":
+		ts.mu.Lock()
+		up := ts.flakyUp
+		ts.mu.Unlock()
+		if !up {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "not yet")
+			return
+		}
+		fmt.Fprintf(w, "flaky answered %s", body.Item)
+	case "big":
+		io.WriteString(w, strings.Repeat("log line\n", 300))
 	default:
 		http.NotFound(w, r)
 	}
@@ -140,7 +154,9 @@ func writeTools(t *testing.T, ts *toolServer) string {
 	   "url": "%[1]s/check_disk", "headers": {"Authorization": "Bearer ${TOOLS_TOKEN}"}, "timeout": "10s"},
 	  {"name": "clean_logs", "description": "Delete old logs", "url": "%[1]s/clean_logs", "headers": {"Authorization": "Bearer ${TOOLS_TOKEN}"}},
 	  {"name": "lookup", "description": "Look a record up", "url": "%[1]s/lookup"},
-	  {"name": "broken", "description": "A tool that is down", "url": "%[1]s/broken", "max_attempts": 2, "timeout": "2s"}
+	  {"name": "broken", "description": "A tool that is down", "url": "%[1]s/broken", "max_attempts": 2, "timeout": "2s"},
+	  {"name": "flaky", "description": "A tool that is down until the test says", "url": "%[1]s/flaky", "max_attempts": 2},
+	  {"name": "big", "description": "A tool with a long answer", "url": "%[1]s/big"}
 	]}`, ts.URL)
 	path := filepath.Join(t.TempDir(), "tools.json")
 	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
@@ -503,5 +519,58 @@ func TestAgentRetryResumesAfterTheTools(t *testing.T) {
 		if runs := ts.runsOf("retried", tool); len(runs) != 1 {
 			t.Errorf("%s ran %d times, want 1: the retry resumed after the committed results", tool, len(runs))
 		}
+	}
+}
+
+// A transcript past --max-transcript-bytes fails too_large before the next
+// model call, and keeps what it had; an item that failed tool_error and is
+// replayed starts over from its first step, and its tool run gets a new
+// Idempotency-Key (it is a new run, not a repeat).
+func TestAgentTooLargeAndReplay(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "--seed", "73")
+	ts := newToolServer(t)
+	tools := writeTools(t, ts)
+	file := writeJSONL(t,
+		map[string]any{"id": "big", "prompt": "read the logs #tools:big"},
+		map[string]any{"id": "flaky", "prompt": "try the flaky tool #tools:flaky"})
+	if _, r := f.submit(t, file, "--job", "limits", "--tools", tools, "--max-transcript-bytes", "2048"); r.code != 0 {
+		t.Fatalf("run exit %d: %s", r.code, r.stderr)
+	}
+	f.worker(t, "--concurrency", "2")
+	if wr := runCmdTimeout(t, f.env, time.Minute, "status", "--job", "limits", "--wait", "--interval", "200ms"); wr.code != 4 {
+		t.Fatalf("status --wait exit %d, want 4", wr.code)
+	}
+	classes := map[string]string{}
+	for _, it := range f.failed(t, "--job", "limits").Items {
+		classes[it.ID] = it.Class
+	}
+	if classes["big"] != "too_large" || classes["flaky"] != "tool_error" {
+		t.Fatalf("failed as %v, want big too_large and flaky tool_error", classes)
+	}
+	if c := f.stats(t).ByContent[key("read the logs #tools:big")]; c != 1 {
+		t.Errorf("big: %d model calls, want 1: the over-limit transcript is never sent", c)
+	}
+	before := ts.runsOf("flaky", "flaky")
+	if len(before) != 2 {
+		t.Fatalf("flaky ran %d times, want its max_attempts 2", len(before))
+	}
+	ts.mu.Lock()
+	ts.flakyUp = true
+	ts.mu.Unlock()
+	if r := f.producer(t, nil, "replay", "--job", "limits", "--item", "flaky"); r.code != 0 {
+		t.Fatalf("replay: exit %d: %s", r.code, r.stderr)
+	}
+	waitFor(t, time.Minute, "the replayed item to finish", func() bool { return f.status(t, "limits").Done == 1 })
+	after := ts.runsOf("flaky", "flaky")
+	if len(after) != 3 {
+		t.Fatalf("flaky ran %d times in all, want 3", len(after))
+	}
+	if after[2].Key == before[0].Key {
+		t.Error("the replayed run sent the key of the first run: a replay is a new run")
+	}
+	res := readLines[agentResult](t, exportTo(t, f, "limits"))
+	if len(res) != 1 || res[0].Output != simulator.ToolReply("flaky answered flaky") || res[0].Steps != 2 {
+		t.Errorf("results %+v, want flaky done in 2 steps from its first step", res)
 	}
 }
