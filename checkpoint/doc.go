@@ -8,7 +8,7 @@
 //
 //	llmfleet:{job}:job      hash  policy (and its max_attempts), state, timestamps and counters
 //	llmfleet:{job}:input    hash  item id → canonical item JSON (tasks.Item)
-//	llmfleet:{job}:status   hash  item id → pending | active | done | failed
+//	llmfleet:{job}:status   hash  item id → pending | active | awaiting_input | done | failed
 //	llmfleet:{job}:order    list  item ids in input order (export order)
 //	llmfleet:{job}:calls    hash  item id → provider calls made (the attempt budget)
 //	llmfleet:{job}:claim    hash  item id → token of the attempt that holds it

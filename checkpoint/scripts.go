@@ -202,7 +202,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   for i = 2, #ARGV, 7 do out[#out + 1] = 'missing' end
   return out
 end
-local done, active, failed, dups, tin, tout, cost = 0, 0, 0, 0, 0, 0, 0
+local done, active, failed, awaiting, dups, tin, tout, cost = 0, 0, 0, 0, 0, 0, 0, 0
 local per_model = {}
 for i = 2, #ARGV, 7 do
   local id = ARGV[i]
@@ -222,6 +222,9 @@ for i = 2, #ARGV, 7 do
     elseif st == 'failed' then
       failed = failed + 1
       redis.call('HDEL', KEYS[8], id)
+    elseif st == 'awaiting_input' then
+      -- A stale attempt's result for an item another attempt parked.
+      awaiting = awaiting + 1
     end
     redis.call('HDEL', KEYS[6], id)
     redis.call('HDEL', KEYS[9], id)
@@ -241,6 +244,7 @@ if done > 0 then
   redis.call('HINCRBY', KEYS[1], 'done', done)
   if active > 0 then redis.call('HINCRBY', KEYS[1], 'active', -active) end
   if failed > 0 then redis.call('HINCRBY', KEYS[1], 'failed', -failed) end
+  if awaiting > 0 then redis.call('HINCRBY', KEYS[1], 'awaiting_input', -awaiting) end
   redis.call('HINCRBY', KEYS[1], 'tokens_in', tin)
   redis.call('HINCRBY', KEYS[1], 'tokens_out', tout)
   redis.call('HINCRBY', KEYS[1], 'cost_micros', cost)

@@ -51,6 +51,9 @@ func writeAwaiting(store *checkpoint.Store, job, path string) (int, error) {
 			resume := Resume{Steps: steps, Requests: w.Requests}
 			open := agent.Undecided(w.Requests)
 			waiting += len(open)
+			if len(w.Requests) == 0 {
+				continue
+			}
 			if len(open) == 0 {
 				// Answered, not resumed yet: its last request, answered.
 				open = w.Requests[len(w.Requests)-1:]
