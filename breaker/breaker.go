@@ -258,6 +258,17 @@ type Decision struct {
 	Transition *Transition
 }
 
+// ViewState is this worker's view of the state: "closed", "open",
+// "half-open", or "" before it heard anything (the worker's metrics).
+func (b *Breaker) ViewState() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.view.known {
+		return ""
+	}
+	return b.view.state.String()
+}
+
 // Allow decides whether a call may start now. probeLease bounds how long a
 // probe slot is held if its worker dies before reporting. A closed breaker
 // heard from within Settings.Refresh, and an open one whose cooldown has

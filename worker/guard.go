@@ -143,6 +143,7 @@ func (g *guard) admit(ctx context.Context, a *attempt, it *tasks.Item, prompt in
 		}
 		if wait > 0 {
 			g.metrics.waits.WithLabelValues("limiter").Inc()
+			g.metrics.limiterWaits.Observe(wait.Seconds())
 			return p, jitter(wait), nil
 		}
 	case g.limiter != nil:
@@ -169,6 +170,7 @@ func (g *guard) admit(ctx context.Context, a *attempt, it *tasks.Item, prompt in
 			}
 			if wait > maxInlineWait || waited+wait > 4*maxInlineWait {
 				g.metrics.waits.WithLabelValues("limiter").Inc()
+				g.metrics.limiterWaits.Observe(wait.Seconds())
 				return p, jitter(wait), nil
 			}
 			select {
@@ -178,6 +180,9 @@ func (g *guard) admit(ctx context.Context, a *attempt, it *tasks.Item, prompt in
 			}
 			waited += wait
 		}
+		if waited > 0 {
+			g.metrics.limiterWaits.Observe(waited.Seconds())
+		}
 	}
 	if p.breaker != nil {
 		d, err := p.breaker.Allow(ctx, timeout+30*time.Second)
@@ -186,6 +191,7 @@ func (g *guard) admit(ctx context.Context, a *attempt, it *tasks.Item, prompt in
 			return p, 0, err
 		}
 		g.logTransition(a, p.breaker, d.Transition)
+		g.metrics.breakerSeen(p.breaker.Endpoint(), p.breaker.ViewState())
 		if !d.Allowed {
 			g.giveBack(context.WithoutCancel(ctx), p)
 			g.metrics.waits.WithLabelValues("breaker").Inc()
@@ -267,6 +273,7 @@ func (g *guard) settle(ctx context.Context, a *attempt, p pass, comp *provider.C
 		return
 	}
 	g.logTransition(a, p.breaker, tr)
+	g.metrics.breakerSeen(p.breaker.Endpoint(), p.breaker.ViewState())
 }
 
 // logTransition logs a transition this worker made: each one is made by

@@ -345,11 +345,25 @@ func (a *attempt) call(ctx context.Context, send *tasks.Item, pol checkpoint.Pol
 	defer cancel()
 	start := a.h.now()
 	comp, err := a.h.client.Complete(callCtx, send, pol.Model, tools...)
-	a.h.metrics.callSeconds.Observe(a.h.now().Sub(start).Seconds())
-	if err == nil {
-		return comp, nil
+	secs := a.h.now().Sub(start).Seconds()
+	a.h.metrics.callSeconds.Observe(secs)
+	var pe *provider.Error
+	if err != nil {
+		pe = provider.Classify(callCtx, err, nil)
 	}
-	return comp, provider.Classify(callCtx, err, nil)
+	model, outcome := pol.Model, "ok"
+	if send.Model != "" {
+		model = send.Model
+	}
+	if pe != nil {
+		outcome = string(pe.Class)
+	}
+	if comp != nil {
+		a.h.metrics.called("chat", model, outcome, secs, comp.TokensIn, comp.TokensOut, a.cost(comp, model))
+	} else {
+		a.h.metrics.called("chat", model, outcome, secs, 0, 0, 0)
+	}
+	return comp, pe
 }
 
 // attemptContext bounds one call by the per-attempt timeout and the job

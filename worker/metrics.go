@@ -21,7 +21,23 @@ type Metrics struct {
 
 	waits              *prometheus.CounterVec
 	breakerTransitions *prometheus.CounterVec
+
+	// Usage and time, by model, named after OpenTelemetry's GenAI
+	// semantic conventions (gen_ai.client.token.usage,
+	// gen_ai.client.operation.duration) as Prometheus spells them.
+	tokens       *prometheus.CounterVec
+	cost         *prometheus.CounterVec
+	tokenUsage   *prometheus.HistogramVec
+	duration     *prometheus.HistogramVec
+	breakerState *prometheus.GaugeVec
+	limiterWaits prometheus.Histogram
 }
+
+// The OpenTelemetry GenAI conventions' advised buckets.
+var (
+	tokenBuckets    = []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864}
+	durationBuckets = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
+)
 
 // NewMetrics creates the metrics and registers them on reg when it is not nil.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -67,6 +83,33 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "llmfleet_agent_steps_total",
 			Help: "Agent items' steps committed by this worker (model answers and tool results).",
 		}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llmfleet_tokens_total",
+			Help: "Tokens of provider calls made by this worker, by model (as the provider named it) and type (input, output), answers not kept included.",
+		}, []string{"model", "type"}),
+		cost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llmfleet_cost_usd_total",
+			Help: "Estimated cost of this worker's provider calls in dollars (the model price table), by model.",
+		}, []string{"model"}),
+		tokenUsage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gen_ai_client_token_usage",
+			Help:    "Tokens per provider call (OpenTelemetry gen_ai.client.token.usage), by operation, model and token type.",
+			Buckets: tokenBuckets,
+		}, []string{"gen_ai_operation_name", "gen_ai_request_model", "gen_ai_token_type"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gen_ai_client_operation_duration_seconds",
+			Help:    "Provider call duration (OpenTelemetry gen_ai.client.operation.duration), by operation, model and outcome (ok or the failure class).",
+			Buckets: durationBuckets,
+		}, []string{"gen_ai_operation_name", "gen_ai_request_model", "outcome"}),
+		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "llmfleet_breaker_state",
+			Help: "The fleet-wide breaker of each endpoint as this worker last heard it: 0 closed, 1 half-open, 2 open.",
+		}, []string{"endpoint"}),
+		limiterWaits: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "llmfleet_limiter_wait_seconds",
+			Help:    "How long calls waited for the fleet's rate limiter (in the worker, or as a delayed task).",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
+		}),
 		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llmfleet_waits_total",
 			Help: "Tasks delayed without spending an attempt, by what they wait for (breaker, limiter).",
@@ -77,7 +120,33 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"to"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.calls, m.retries, m.items, m.skipped, m.duplicates, m.callSeconds, m.waits, m.breakerTransitions, m.toolRuns, m.steps, m.embeddingRequests, m.embeddingInputs)
+		reg.MustRegister(m.calls, m.retries, m.items, m.skipped, m.duplicates, m.callSeconds, m.waits, m.breakerTransitions, m.toolRuns, m.steps, m.embeddingRequests, m.embeddingInputs,
+			m.tokens, m.cost, m.tokenUsage, m.duration, m.breakerState, m.limiterWaits)
 	}
 	return m
+}
+
+// called records one provider call's duration, usage and cost.
+func (m *Metrics) called(op, model, outcome string, seconds float64, in, out int, costUSD float64) {
+	m.duration.WithLabelValues(op, model, outcome).Observe(seconds)
+	if in > 0 {
+		m.tokens.WithLabelValues(model, "input").Add(float64(in))
+		m.tokenUsage.WithLabelValues(op, model, "input").Observe(float64(in))
+	}
+	if out > 0 {
+		m.tokens.WithLabelValues(model, "output").Add(float64(out))
+		m.tokenUsage.WithLabelValues(op, model, "output").Observe(float64(out))
+	}
+	if costUSD > 0 {
+		m.cost.WithLabelValues(model).Add(costUSD)
+	}
+}
+
+// breakerStates are llmfleet_breaker_state's values.
+var breakerStates = map[string]float64{"closed": 0, "half-open": 1, "open": 2}
+
+func (m *Metrics) breakerSeen(endpoint, state string) {
+	if v, ok := breakerStates[state]; ok {
+		m.breakerState.WithLabelValues(endpoint).Set(v)
+	}
 }

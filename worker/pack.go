@@ -139,11 +139,17 @@ func (p *pack) run(ctx context.Context, lead *attempt) {
 	callCtx, cancel := attemptContext(ctx, pol)
 	start := h.now()
 	emb, err := h.client.Embed(callCtx, p.key.model, all, p.key.dims)
-	h.metrics.callSeconds.Observe(h.now().Sub(start).Seconds())
+	secs := h.now().Sub(start).Seconds()
+	h.metrics.callSeconds.Observe(secs)
 	var pe *provider.Error
+	outcome, used := "ok", 0
 	if err != nil {
 		pe = provider.Classify(callCtx, err, nil)
+		outcome = string(pe.Class)
+	} else {
+		used = emb.TokensIn
 	}
+	h.metrics.called("embeddings", p.key.model, outcome, secs, used, 0, lead.cost(&provider.Completion{Model: p.key.model, TokensIn: used}, p.key.model))
 	cancel()
 	stopping := ctx.Err() != nil
 	bg := context.WithoutCancel(ctx)

@@ -190,6 +190,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	g.limiter = ratelimit.New(rdb, ratelimit.ProviderKey(base, cfg.Provider.APIKey), ratelimit.Limits{RPM: cfg.RPM, TPM: cfg.TPM})
 	h := NewHandler(checkpoint.New(rdb).WithLinger(cfg.BatchLinger), completer, cfg.Logger, m, g)
 	h.inspector = asynq.NewInspectorFromRedisClient(rdb)
+	reg.MustRegister(newStateCollector(h.inspector, h.store))
 	h.tools = &agent.Runner{Funcs: cfg.Tools, LookupEnv: cfg.ToolEnv, Log: cfg.Logger}
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
