@@ -295,6 +295,7 @@ func (a *attempt) commitRun(ctx context.Context, it *tasks.Item, steps []checkpo
 		a.h.metrics.duplicates.Inc()
 	case checkpoint.Committed1:
 		a.h.metrics.items.WithLabelValues("done").Inc()
+		a.h.alerts.itemFinished(a.job, false)
 	}
 	return nil
 }
@@ -397,6 +398,7 @@ func (a *attempt) park(ctx context.Context, reqs, waiting []agent.Request) error
 	// never wakes before its timeout.
 	delay = max(delay, time.Second).Truncate(time.Second) + time.Second
 	h.metrics.items.WithLabelValues("parked").Inc()
+	h.alerts.parked(a.job, a.id, waiting)
 	a.log().Info("item parked: waiting for a person", "requests", len(waiting), "tools", strings.Join(tools, ","))
 	return &RetryError{Err: errAwaitingInput{tools: tools}, Delay: delay, Wait: true}
 }

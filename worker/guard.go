@@ -283,5 +283,6 @@ func (g *guard) logTransition(a *attempt, b *breaker.Breaker, tr *breaker.Transi
 		return
 	}
 	g.metrics.breakerTransitions.WithLabelValues(tr.To).Inc()
+	a.h.alerts.breakerTransition(a.job, b.Endpoint(), tr)
 	g.log.Warn("circuit breaker "+tr.To, "endpoint", b.Endpoint(), "from", tr.From, "reason", tr.Reason, "job", a.job)
 }

@@ -33,6 +33,7 @@ type Handler struct {
 	guard   *guard
 	tools   *agent.Runner
 	packer  *packer
+	alerts  *alertHooks
 	// inspector tells a task run from asynq's archive from a re-dispatch.
 	inspector *asynq.Inspector
 	// builtin is the model table of jobs that override nothing.

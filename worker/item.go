@@ -474,6 +474,7 @@ func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Com
 		a.log().Warn("item was already done: second result dropped")
 	case checkpoint.Committed1:
 		a.h.metrics.items.WithLabelValues("done").Inc()
+		a.h.alerts.itemFinished(a.job, false)
 	}
 	return nil
 }
@@ -505,6 +506,7 @@ func (a *attempt) fail(ctx context.Context, f *checkpoint.Failure, archive bool)
 	a.unsent = false
 	if ok {
 		a.h.metrics.items.WithLabelValues("failed").Inc()
+		a.h.alerts.itemFinished(a.job, true)
 		a.log().Info("item failed", "class", f.Class, "attempts", f.Attempts, "reason", f.Reason)
 	}
 	if !archive {

@@ -326,6 +326,7 @@ func (a *attempt) commitEmbedding(ctx context.Context, it *tasks.Item, m *member
 		a.h.metrics.duplicates.Inc()
 	case checkpoint.Committed1:
 		a.h.metrics.items.WithLabelValues("done").Inc()
+		a.h.alerts.itemFinished(a.job, false)
 	}
 	return nil
 }

@@ -163,6 +163,7 @@ func (a *attempt) pauseForBudget(ctx context.Context, reason string) error {
 	}
 	if paused {
 		a.log().Warn("job paused", "reason", reason)
+		a.h.alerts.budgetPaused(a.job, reason)
 	}
 	return a.release(ctx, errBudget, nil, jitter(budgetRecheck))
 }
