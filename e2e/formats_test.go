@@ -239,9 +239,9 @@ func TestOpenAIBatchFileRoundTrip(t *testing.T) {
 	checkVectors("multi", "alpha", "beta")
 
 	errs := strictLines(errFile)
-	if len(errs) != 1 || errs[0].CustomID != "bad-input" || errs[0].Error == nil || errs[0].Error.Code != "bad_request" ||
-		errs[0].Response == nil || errs[0].Response.StatusCode != 400 {
-		t.Errorf("errors file %+v, want bad-input alone, bad_request with its 400", errs)
+	if len(errs) != 1 || errs[0].CustomID != "bad-input" || errs[0].Error != nil ||
+		errs[0].Response == nil || errs[0].Response.StatusCode != 400 || !strings.Contains(string(errs[0].Response.Body), `"code":"bad_request"`) {
+		t.Errorf("errors file %+v, want bad-input alone: its 400 with a bad_request error body, error null", errs)
 	}
 	es := f.embStats(t)
 	inputs := nEmb + 2
@@ -258,4 +258,43 @@ func httpGetJSON(url string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	return io.ReadAll(resp.Body)
+}
+
+// In a pack, an input the provider refuses (a 400, an input over its
+// context) fails only its own item; the neighbours are sent again without
+// it and are not charged for the failed request.
+func TestEmbeddingPackIsolatesBadInputs(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "--seed", "83", "--context-limit", "40")
+	var rows []map[string]any
+	for i := range 8 {
+		rows = append(rows, map[string]any{"id": fmt.Sprintf("g%d", i), "input": fmt.Sprintf("good input %d", i)})
+	}
+	rows = append(rows,
+		map[string]any{"id": "refused", "input": "refused input #fail:400"},
+		map[string]any{"id": "long", "input": strings.Repeat("many words ", 60)})
+	file := writeJSONL(t, rows...)
+	if _, r := f.submit(t, file, "--job", "pack", "--endpoint", "embeddings", "--max-attempts", "2"); r.code != 0 {
+		t.Fatalf("run: exit %d: %s", r.code, r.stderr)
+	}
+	f.worker(t, "--concurrency", "16")
+	if wr := runCmdTimeout(t, f.env, time.Minute, "status", "--job", "pack", "--wait", "--interval", "200ms"); wr.code != 4 {
+		t.Fatalf("status --wait exit %d, want 4", wr.code)
+	}
+	res := readLines[agentResult](t, exportTo(t, f, "pack"))
+	if len(res) != 8 {
+		t.Fatalf("%d results, want the 8 good items", len(res))
+	}
+	for _, r := range res {
+		if r.Attempts != 1 {
+			t.Errorf("item %s: %d attempts, want 1: a neighbour's failure is not charged", r.ID, r.Attempts)
+		}
+	}
+	classes := map[string]string{}
+	for _, it := range f.failed(t, "--job", "pack").Items {
+		classes[it.ID] = it.Class
+	}
+	if classes["refused"] != "bad_request" || classes["long"] != "context_overflow" || len(classes) != 2 {
+		t.Errorf("failed %v, want refused bad_request and long context_overflow", classes)
+	}
 }

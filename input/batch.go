@@ -21,7 +21,7 @@ var batchURLs = map[string]string{
 // chatBodyKeys are the request fields of a chat completion body an item
 // can carry; any other is refused by name rather than dropped.
 var chatBodyKeys = []string{"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
-	"seed", "response_format", "tool_choice", "parallel_tool_calls", "metadata", "user", "store"}
+	"seed", "response_format", "tool_choice", "parallel_tool_calls", "metadata", "user", "store", "n", "stream"}
 
 // embeddingBodyKeys are those of an embedding body.
 var embeddingBodyKeys = []string{"model", "input", "dimensions", "encoding_format", "user"}
@@ -72,7 +72,7 @@ func (r *Reader) parseBatchLine() (tasks.Item, string) {
 	// The body's members become the item's fields, with custom_id as id.
 	var fs fieldSet
 	fs.add("id", value{raw: mustQuote(id)})
-	var bad, dup string
+	var bad, dup, badValue string
 	seen := map[string]bool{}
 	scanObject(bytes.TrimSpace(body), func(key string, val []byte) {
 		switch {
@@ -84,13 +84,20 @@ func (r *Reader) parseBatchLine() (tasks.Item, string) {
 			}
 		}
 		seen[key] = true
-		if key == "encoding_format" && string(val) != `"float"` && bad == "" {
-			bad = "encoding_format (only \"float\")"
+		if badValue == "" {
+			switch {
+			case key == "encoding_format" && string(val) != `"float"` && string(val) != "null":
+				badValue = fmt.Sprintf(`body.encoding_format must be "float", got %s`, val)
+			case key == "n" && string(val) != "1" && string(val) != "null":
+				badValue = fmt.Sprintf("body.n must be 1 (one answer per item), got %s", val)
+			case key == "stream" && string(val) != "false" && string(val) != "null":
+				badValue = fmt.Sprintf("body.stream must be false (answers are kept whole), got %s", val)
+			}
 		}
 		switch key {
 		case "max_completion_tokens":
 			key = "max_tokens"
-		case "user", "store", "encoding_format":
+		case "user", "store", "encoding_format", "n", "stream":
 			return // no effect on the answer llmfleet keeps
 		}
 		fs.add(key, value{raw: val})
@@ -100,12 +107,14 @@ func (r *Reader) parseBatchLine() (tasks.Item, string) {
 		return tasks.Item{}, fmt.Sprintf("body has key %q twice", dup)
 	case bad != "":
 		return tasks.Item{}, fmt.Sprintf("body.%s is not supported for %s (supported: %s)", bad, url, strings.Join(allowed, ", "))
+	case badValue != "":
+		return tasks.Item{}, badValue
 	case seen["max_tokens"] && seen["max_completion_tokens"]:
 		return tasks.Item{}, "body has both max_tokens and max_completion_tokens"
 	}
 	saved, savedTmpl := r.endpoint, r.tmpl
-	r.endpoint, r.tmpl = endpoint, nil // a batch body is the request: no template
-	defer func() { r.endpoint, r.tmpl = saved, savedTmpl }()
+	r.endpoint, r.tmpl, r.batchLine = endpoint, nil, true // a batch body is the request: no template, no --system
+	defer func() { r.endpoint, r.tmpl, r.batchLine = saved, savedTmpl, false }()
 	it, msg := r.build(&fs, nil)
 	if msg != "" {
 		return it, "body: " + msg

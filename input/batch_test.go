@@ -122,7 +122,7 @@ func TestBatchRejections(t *testing.T) {
 	good1, good2 := batchLine("g1", chatURL, hiBody), batchLine("g2", embeddingURL, `{"input":"two"}`)
 	chat := func(body string) string { return batchLine("x", chatURL, body) }
 	emb := func(body string) string { return batchLine("x", embeddingURL, body) }
-	const chatKeys = "model, messages, max_tokens, max_completion_tokens, temperature, top_p, stop, seed, response_format, tool_choice, parallel_tool_calls, metadata, user, store"
+	const chatKeys = "model, messages, max_tokens, max_completion_tokens, temperature, top_p, stop, seed, response_format, tool_choice, parallel_tool_calls, metadata, user, store, n, stream"
 	const embKeys = "model, input, dimensions, encoding_format, user"
 	const notBatch = `not an OpenAI batch line: want {"custom_id", "method": "POST", "url", "body"}`
 	const urlRule = "url must be /v1/chat/completions or /v1/embeddings, got "
@@ -185,7 +185,9 @@ func TestBatchRejections(t *testing.T) {
 
 		// the body's keys
 		{name: "chat body n", in: chat(`{"messages":[{"role":"user","content":"hi"}],"n":2}`),
-			msg: "body.n is not supported for /v1/chat/completions (supported: " + chatKeys + ")"},
+			msg: "body.n must be 1 (one answer per item), got 2"},
+		{name: "chat body stream", in: chat(`{"messages":[{"role":"user","content":"hi"}],"stream":true}`),
+			msg: "body.stream must be false (answers are kept whole), got true"},
 		{name: "chat body logprobs", in: chat(`{"messages":[{"role":"user","content":"hi"}],"logprobs":true}`),
 			msg: "body.logprobs is not supported for /v1/chat/completions (supported: " + chatKeys + ")"},
 		{name: "chat body: the first unknown key is named", in: chat(`{"messages":[{"role":"user","content":"hi"}],"logit_bias":{},"n":2}`),
@@ -203,9 +205,7 @@ func TestBatchRejections(t *testing.T) {
 		{name: "embedding body temperature", in: emb(`{"input":"x","temperature":0}`),
 			msg: "body.temperature is not supported for /v1/embeddings (supported: " + embKeys + ")"},
 		{name: "embedding body encoding_format base64", in: emb(`{"input":"x","encoding_format":"base64"}`),
-			msg: `body.encoding_format (only "float") is not supported for /v1/embeddings (supported: ` + embKeys + ")"},
-		{name: "embedding body encoding_format null", in: emb(`{"input":"x","encoding_format":null}`),
-			msg: `body.encoding_format (only "float") is not supported for /v1/embeddings (supported: ` + embKeys + ")"},
+			msg: `body.encoding_format must be "float", got "base64"`},
 		{name: "both max_tokens and max_completion_tokens", in: chat(`{"messages":[{"role":"user","content":"hi"}],"max_tokens":5,"max_completion_tokens":5}`),
 			msg: "body has both max_tokens and max_completion_tokens"},
 		{name: "duplicate body key", in: chat(`{"messages":[{"role":"user","content":"hi"}],"temperature":0.1,"temperature":0.2}`),
@@ -372,5 +372,32 @@ func TestBatchFormatOption(t *testing.T) {
 	}
 	if res := readAll(t, "batch.jsonl", "\n\n", openAIBatch); res.err != input.ErrEmpty {
 		t.Errorf("empty batch file: err %v, want ErrEmpty", res.err)
+	}
+}
+
+// OpenAI batch bodies are the request as given: n 1, stream false and a
+// null encoding_format are accepted and change nothing; --system is not
+// added to them (it is to plain items of the same file); --json-output
+// does not replace a body's json_schema.
+func TestBatchBodiesAsGiven(t *testing.T) {
+	t.Parallel()
+	in := lines(
+		batchLine("a", chatURL, `{"messages":[{"role":"user","content":"hi"}],"n":1,"stream":false,"response_format":{"type":"json_schema","json_schema":`+reviewSchema+`}}`),
+		batchLine("b", embeddingURL, `{"input":"x","encoding_format":null}`),
+		`{"id":"plain","prompt":"hi"}`,
+	)
+	res := readAll(t, "in.jsonl", in, input.Options{System: "be brief", JSONOutput: true})
+	if res.err != nil || len(res.rej) != 0 || len(res.recs) != 3 {
+		t.Fatalf("err %v, accepted %q, rejected %+v", res.err, res.ids(), res.rej)
+	}
+	a, plain := res.recs[0].Item, res.recs[2].Item
+	if len(a.Messages) != 1 || a.Messages[0].Role != "user" {
+		t.Errorf("batch body got messages %+v, want its own only (no --system)", a.Messages)
+	}
+	if a.ResponseFormat == nil || a.ResponseFormat.JSONSchema == nil {
+		t.Errorf("batch body's json_schema was replaced: %+v", a.ResponseFormat)
+	}
+	if len(plain.Messages) != 2 || plain.Messages[0].Role != "system" || plain.ResponseFormat.Type != "json_object" {
+		t.Errorf("plain item %+v, want --system and --json-output applied", plain)
 	}
 }

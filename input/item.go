@@ -209,7 +209,7 @@ func (r *Reader) build(fs *fieldSet, data func() (map[string]any, error)) (tasks
 			}
 		}
 	}
-	if r.opts.System != "" && !embedding && (len(it.Messages) == 0 || it.Messages[0].Role != "system") {
+	if r.opts.System != "" && !embedding && !r.batchLine && (len(it.Messages) == 0 || it.Messages[0].Role != "system") {
 		it.Messages = append([]tasks.Message{{Role: "system", Content: r.opts.System}}, it.Messages...)
 	}
 
@@ -255,7 +255,8 @@ func (r *Reader) build(fs *fieldSet, data func() (map[string]any, error)) (tasks
 		it.ResponseFormat, err = parseResponseFormat(v)
 		fail(err)
 	}
-	if r.opts.JSONOutput && !embedding {
+	if r.opts.JSONOutput && !embedding && (it.ResponseFormat == nil || it.ResponseFormat.JSONSchema == nil) {
+		// An item's own schema asks for JSON already, and more.
 		it.ResponseFormat = &tasks.ResponseFormat{Type: "json_object"}
 	}
 	if r.opts.Schema != nil && !embedding {

@@ -125,6 +125,9 @@ type Reader struct {
 	// endpoint is the current line's: Options.Endpoint, or an OpenAI batch
 	// line's url.
 	endpoint string
+	// batchLine says the line being built is an OpenAI batch line: its
+	// body is the request as given (no --system added).
+	batchLine bool
 
 	// CSV state.
 	cr     *csv.Reader

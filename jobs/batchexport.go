@@ -29,6 +29,18 @@ type BatchError struct {
 	Message string `json:"message"`
 }
 
+// batchErrorCode is the error code of a failure without an HTTP error:
+// OpenAI's own for a deadline or a cancellation, else the class.
+func batchErrorCode(class string) string {
+	switch class {
+	case "expired":
+		return "batch_expired"
+	case "cancelled":
+		return "batch_cancelled"
+	}
+	return class
+}
+
 // batchLineID is a stable id of an item's output line.
 func batchLineID(job, id string) string {
 	sum := sha256.Sum256([]byte(job + "\x00" + id))
@@ -37,9 +49,12 @@ func batchLineID(job, id string) string {
 
 // ExportOpenAIBatch writes the job in OpenAI's batch output format, in
 // input order: one line per done item to out (the provider's response body
-// as it came for items of OpenAI batch files, else one rebuilt in OpenAI's
-// shape from the result), and one per failed item to errs (to out when
-// errs is nil), with the class as the error code. It streams.
+// as it came for chat items of OpenAI batch files, else one rebuilt in
+// OpenAI's shape from the result), and one per failed item to errs (to out
+// when errs is nil): a refused request as its HTTP status with an error
+// body whose code is the class, any other failure as a request-level error
+// (expired and cancelled as OpenAI's batch_expired and batch_cancelled).
+// It streams.
 func ExportOpenAIBatch(ctx context.Context, store *checkpoint.Store, job string, out, errs io.Writer) (done, failed int, err error) {
 	if _, err := store.Job(ctx, job); err != nil {
 		return 0, 0, err
@@ -73,10 +88,15 @@ func ExportOpenAIBatch(ctx context.Context, store *checkpoint.Store, job string,
 				if f == nil {
 					f = &checkpoint.Failure{Class: "unknown", Reason: "no failure record"}
 				}
-				line.Error = &BatchError{Code: f.Class, Message: f.Reason}
-				if f.Status != 0 {
+				if f.Status >= 400 {
+					// The provider refused the request: OpenAI writes its
+					// status and error body, with error null.
 					body, _ := json.Marshal(map[string]any{"error": map[string]any{"message": f.Reason, "type": f.Class, "param": nil, "code": f.Class}})
 					line.Response = &checkpoint.Response{StatusCode: f.Status, Body: body}
+				} else {
+					// No answer to show (a timeout, an answer that was not
+					// what was asked, a deadline): a request-level error.
+					line.Error = &BatchError{Code: batchErrorCode(f.Class), Message: f.Reason}
 				}
 				if err := eenc.Encode(line); err != nil {
 					return fmt.Errorf("write batch errors: %w", err)

@@ -108,18 +108,33 @@ func problems(ve *jsonschema.ValidationError) []string {
 }
 
 // Cache compiles each schema text once. Its zero value is ready; it is
-// safe for concurrent use.
-type Cache struct{ m sync.Map }
+// safe for concurrent use. It holds at most cacheSize schemas: past that it
+// starts over (a worker serving many jobs with many schemas recompiles
+// some, rather than growing without bound).
+type Cache struct {
+	mu sync.Mutex
+	m  map[string]*Schema
+}
+
+const cacheSize = 1024
 
 // Get returns the compiled schema of raw.
 func (c *Cache) Get(raw []byte) (*Schema, error) {
-	if s, ok := c.m.Load(string(raw)); ok {
-		return s.(*Schema), nil
+	c.mu.Lock()
+	s, ok := c.m[string(raw)]
+	c.mu.Unlock()
+	if ok {
+		return s, nil
 	}
 	s, err := Compile(raw)
 	if err != nil {
 		return nil, err
 	}
-	c.m.Store(string(raw), s)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= cacheSize {
+		c.m = map[string]*Schema{}
+	}
+	c.m[string(raw)] = s
+	c.mu.Unlock()
 	return s, nil
 }

@@ -32,6 +32,10 @@ const packLinger = 20 * time.Millisecond
 // DefaultPack is the inputs per embedding request when a job sets none.
 const DefaultPack = 64
 
+// maxPackTokens bounds the input tokens of one request (OpenAI refuses
+// requests over 300,000), with room for our count differing from theirs.
+const maxPackTokens = 250_000
+
 type packKey struct {
 	job, model string
 	dims       int
@@ -52,6 +56,7 @@ type pack struct {
 	limit   int
 	members []*member
 	inputs  int
+	tokens  int
 	full    chan struct{}
 	done    chan struct{}
 }
@@ -86,14 +91,15 @@ func (pk *packer) send(ctx context.Context, key packKey, limit int, m *member) {
 	}
 	pk.mu.Lock()
 	p := pk.open[key]
-	if p == nil || p.inputs+len(m.inputs) > limit {
+	if p == nil || p.inputs+len(m.inputs) > limit || (len(p.members) > 0 && p.tokens+m.tokens > maxPackTokens) {
 		p = &pack{key: key, limit: limit, full: make(chan struct{}), done: make(chan struct{})}
 		pk.open[key] = p
 	}
 	leader := len(p.members) == 0
 	p.members = append(p.members, m)
 	p.inputs += len(m.inputs)
-	if p.inputs >= limit {
+	p.tokens += m.tokens
+	if p.inputs >= limit || p.tokens >= maxPackTokens {
 		delete(pk.open, key)
 		close(p.full)
 	}
@@ -102,6 +108,18 @@ func (pk *packer) send(ctx context.Context, key packKey, limit int, m *member) {
 		<-p.done
 		return
 	}
+	defer func() {
+		// Whatever happens to the leader, its members are let go: a panic
+		// (asynq recovers the leader's) must not leave them waiting.
+		if r := recover(); r != nil {
+			for _, m := range p.members {
+				m.guardErr = fmt.Errorf("embedding request failed: %v", r)
+			}
+			close(p.done)
+			panic(r)
+		}
+		close(p.done)
+	}()
 	t := time.NewTimer(packLinger)
 	select {
 	case <-p.full:
@@ -115,7 +133,6 @@ func (pk *packer) send(ctx context.Context, key packKey, limit int, m *member) {
 	}
 	pk.mu.Unlock()
 	p.run(ctx, m.a)
-	close(p.done)
 }
 
 // run makes the pack's request as the leader.
@@ -130,6 +147,12 @@ func (p *pack) run(ctx context.Context, lead *attempt) {
 	}
 	probe := &tasks.Item{MaxTokens: 1, Messages: []tasks.Message{{Role: "user"}}}
 	pass, wait, err := h.guard.admit(ctx, lead, probe, prompt, p.key.model, pol.Timeout)
+	if err == nil && wait == 0 && ctx.Err() != nil {
+		// The leader stops before the request went out: no call is made,
+		// and every member gives its counted call back.
+		h.guard.abandon(context.WithoutCancel(ctx), lead, pass)
+		err = ctx.Err()
+	}
 	if err != nil || wait > 0 {
 		for _, m := range p.members {
 			m.guardErr, m.wait = err, wait
@@ -191,7 +214,8 @@ var badInput = regexp.MustCompile(`input\[(\d+)\]|index (\d+)`)
 // failed hands a failed request's error to the members: a 400 caused by
 // one input goes to its member alone and the others are sent again.
 func (p *pack) failed(pe *provider.Error, stopping bool) {
-	if pe.Class == provider.BadRequest && len(p.members) > 1 && !stopping {
+	perInput := pe.Class == provider.BadRequest || pe.Class == provider.ContextOverflow
+	if perInput && len(p.members) > 1 && !stopping {
 		if mm := badInput.FindStringSubmatch(pe.Message); mm != nil {
 			idx, _ := strconv.Atoi(mm[1] + mm[2])
 			off := 0
@@ -228,6 +252,14 @@ func (a *attempt) runEmbedding(ctx context.Context, it *tasks.Item, model string
 	for _, in := range it.Input {
 		m.tokens += counter.Text(in)
 	}
+	if mt, ok := a.modelTable().Lookup(model); ok && mt.ContextWindow > 0 {
+		for i, in := range it.Input {
+			if n := counter.Text(in); n > mt.ContextWindow {
+				reason := fmt.Sprintf("input %d is %d tokens, over the %d tokens %s takes per input", i, n, mt.ContextWindow, model)
+				return a.fail(ctx, a.newFailure(provider.ContextOverflow, reason, a.claimed.Calls, 0), true)
+			}
+		}
+	}
 	calls := a.claimed.Call
 	alone := false
 	for {
@@ -258,13 +290,17 @@ func (a *attempt) runEmbedding(ctx context.Context, it *tasks.Item, model string
 		case m.wait > 0:
 			return a.release(ctx, errWaiting, nil, m.wait)
 		}
-		a.unsent = false
 		if m.resend {
+			// A neighbour's input failed the request: this item's call
+			// is not charged (still counted, still to be made).
 			alone = m.alone
 			continue
 		}
+		a.unsent = false
 		n := decide(called{
 			err: m.err, stopping: m.stopping, calls: calls, maxCalls: pol.MaxAttempts, retriesLeft: retriesLeft(ctx),
+			// An input over the model's window cannot be cut here.
+			onOverflow: checkpoint.OverflowFail,
 			backoff: func(calls int, retryAfter time.Duration) time.Duration {
 				return Backoff(pol.BackoffMin, pol.BackoffMax, calls, retryAfter)
 			},
@@ -309,10 +345,8 @@ func (a *attempt) commitEmbedding(ctx context.Context, it *tasks.Item, m *member
 	if err != nil {
 		return a.fail(ctx, a.newFailure(provider.UpstreamInvalid, "embedding cannot be encoded: "+err.Error(), calls, 0), true)
 	}
-	if it.Batch {
-		r.Body = embeddingBody(m, it)
-		r.RequestID = m.requestID
-	}
+	// No body is kept even for batch items: export rebuilds OpenAI's
+	// shape from the result, which would otherwise hold the vector twice.
 	var out checkpoint.Committed
 	err = a.durably(ctx, func(ctx context.Context) (err error) {
 		out, err = a.h.store.Commit(ctx, a.job, a.token, r)
@@ -329,34 +363,6 @@ func (a *attempt) commitEmbedding(ctx context.Context, it *tasks.Item, m *member
 		a.h.alerts.itemFinished(a.job, false)
 	}
 	return nil
-}
-
-// embeddingBody is this item's part of the provider's answer, in OpenAI's
-// embeddings response shape (index counted within the item), for export
-// --format openai-batch.
-func embeddingBody(m *member, it *tasks.Item) []byte {
-	type datum struct {
-		Object    string    `json:"object"`
-		Index     int       `json:"index"`
-		Embedding []float32 `json:"embedding"`
-	}
-	data := make([]datum, len(m.vectors))
-	for i, v := range m.vectors {
-		data[i] = datum{Object: "embedding", Index: i, Embedding: v}
-	}
-	b, _ := jsonOf(struct {
-		Object string  `json:"object"`
-		Data   []datum `json:"data"`
-		Model  string  `json:"model"`
-		Usage  struct {
-			PromptTokens int `json:"prompt_tokens"`
-			TotalTokens  int `json:"total_tokens"`
-		} `json:"usage"`
-	}{Object: "list", Data: data, Model: m.model, Usage: struct {
-		PromptTokens int `json:"prompt_tokens"`
-		TotalTokens  int `json:"total_tokens"`
-	}{m.tokensIn, m.tokensIn}})
-	return b
 }
 
 func jsonOf(v any) ([]byte, error) {
