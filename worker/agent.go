@@ -282,22 +282,7 @@ func (a *attempt) commitRun(ctx context.Context, it *tasks.Item, steps []checkpo
 			r.ToolCalls++
 		}
 	}
-	var out checkpoint.Committed
-	err := a.durably(ctx, func(ctx context.Context) (err error) {
-		out, err = a.h.store.CommitRun(ctx, a.job, a.token, r)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	switch out {
-	case checkpoint.CommitDuplicate:
-		a.h.metrics.duplicates.Inc()
-	case checkpoint.Committed1:
-		a.h.metrics.items.WithLabelValues("done").Inc()
-		a.h.alerts.itemFinished(a.job, false)
-	}
-	return nil
+	return a.record(ctx, func(ctx context.Context) (checkpoint.Committed, error) { return a.h.store.CommitRun(ctx, a.job, a.token, r) })
 }
 
 func lastModelStep(steps []checkpoint.Step) checkpoint.Step {

@@ -307,14 +307,7 @@ func (a *attempt) callModel(ctx context.Context, it *tasks.Item, model string, t
 		case actFail:
 			return nil, a.fail(ctx, a.failureOf(pe, n.reason, calls), true)
 		case actRetry:
-			last := a.failureOf(pe, n.reason, calls)
-			err := a.durably(bg, func(ctx context.Context) error { return h.store.Release(ctx, a.job, a.id, a.token, last) })
-			if err != nil && !errors.Is(err, checkpoint.ErrClaimLost) {
-				return nil, err
-			}
-			a.log().Debug("attempt failed, will retry", "class", pe.Class, "attempt", calls, "delay", n.delay)
-			h.metrics.retries.WithLabelValues(string(pe.Class)).Inc()
-			return nil, &RetryError{Err: pe, Delay: n.delay}
+			return nil, a.retry(bg, pe, n, calls)
 		case actReask:
 			send.Messages = append(slices.Clip(send.Messages),
 				tasks.Message{Role: "assistant", Content: comp.Content},
@@ -330,6 +323,19 @@ func (a *attempt) callModel(ctx context.Context, it *tasks.Item, model string, t
 			// The next turn of the loop counts the call (StartCall).
 		}
 	}
+}
+
+// retry records a failed call as the item's last failure, releases it and
+// asks asynq for a retry after n.delay.
+func (a *attempt) retry(ctx context.Context, pe *provider.Error, n next, calls int) error {
+	last := a.failureOf(pe, n.reason, calls)
+	err := a.durably(ctx, func(ctx context.Context) error { return a.h.store.Release(ctx, a.job, a.id, a.token, last) })
+	if err != nil && !errors.Is(err, checkpoint.ErrClaimLost) {
+		return err
+	}
+	a.log().Debug("attempt failed, will retry", "class", pe.Class, "attempt", calls, "delay", n.delay)
+	a.h.metrics.retries.WithLabelValues(string(pe.Class)).Inc()
+	return &RetryError{Err: pe, Delay: n.delay}
 }
 
 // reask is the user message that asks again for an answer that is not the
@@ -460,9 +466,14 @@ func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Com
 			r.Parsed = b.Bytes()
 		}
 	}
+	return a.record(ctx, func(ctx context.Context) (checkpoint.Committed, error) { return a.h.store.Commit(ctx, a.job, a.token, r) })
+}
+
+// record runs an item's commit durably and counts what it did.
+func (a *attempt) record(ctx context.Context, commit func(context.Context) (checkpoint.Committed, error)) error {
 	var out checkpoint.Committed
 	err := a.durably(ctx, func(ctx context.Context) (err error) {
-		out, err = a.h.store.Commit(ctx, a.job, a.token, r)
+		out, err = commit(ctx)
 		return err
 	})
 	if err != nil {

@@ -319,13 +319,7 @@ func (a *attempt) runEmbedding(ctx context.Context, it *tasks.Item, model string
 			return a.fail(ctx, a.failureOf(m.err, n.reason, calls), true)
 		default:
 			h.metrics.calls.WithLabelValues(string(m.err.Class)).Inc()
-			last := a.failureOf(m.err, n.reason, calls)
-			err := a.durably(bg, func(ctx context.Context) error { return h.store.Release(ctx, a.job, a.id, a.token, last) })
-			if err != nil && err != checkpoint.ErrClaimLost {
-				return err
-			}
-			h.metrics.retries.WithLabelValues(string(m.err.Class)).Inc()
-			return &RetryError{Err: m.err, Delay: n.delay}
+			return a.retry(bg, m.err, n, calls)
 		}
 	}
 }
@@ -347,22 +341,7 @@ func (a *attempt) commitEmbedding(ctx context.Context, it *tasks.Item, m *member
 	}
 	// No body is kept even for batch items: export rebuilds OpenAI's
 	// shape from the result, which would otherwise hold the vector twice.
-	var out checkpoint.Committed
-	err = a.durably(ctx, func(ctx context.Context) (err error) {
-		out, err = a.h.store.Commit(ctx, a.job, a.token, r)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	switch out {
-	case checkpoint.CommitDuplicate:
-		a.h.metrics.duplicates.Inc()
-	case checkpoint.Committed1:
-		a.h.metrics.items.WithLabelValues("done").Inc()
-		a.h.alerts.itemFinished(a.job, false)
-	}
-	return nil
+	return a.record(ctx, func(ctx context.Context) (checkpoint.Committed, error) { return a.h.store.Commit(ctx, a.job, a.token, r) })
 }
 
 func jsonOf(v any) ([]byte, error) {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/llmfleet/llmfleet/alerts"
 	"github.com/llmfleet/llmfleet/breaker"
 	"github.com/llmfleet/llmfleet/checkpoint"
 	"github.com/llmfleet/llmfleet/provider"
@@ -64,6 +65,8 @@ type Config struct {
 	// ToolEnv expands ${VAR} in HTTP tools' urls and headers; nil means
 	// the process environment.
 	ToolEnv func(string) (string, bool)
+	// Alerts configures the alert webhooks; none means alerts are off.
+	Alerts alerts.Config
 }
 
 func (c *Config) setDefaults() {
@@ -160,6 +163,7 @@ type Worker struct {
 	// flushing runs the guard's flush loop until stopFlush is closed.
 	flushing  sync.WaitGroup
 	stopFlush chan struct{}
+	alerts    *alerts.Alerter
 }
 
 // New returns a worker on rdb. The caller owns rdb.
@@ -192,6 +196,16 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	h.inspector = asynq.NewInspectorFromRedisClient(rdb)
 	reg.MustRegister(newStateCollector(h.inspector, h.store))
 	h.tools = &agent.Runner{Funcs: cfg.Tools, LookupEnv: cfg.ToolEnv, Log: cfg.Logger}
+	if cfg.Alerts.Logger == nil {
+		cfg.Alerts.Logger = cfg.Logger
+	}
+	al, err := alerts.New(rdb, h.store, cfg.Alerts)
+	if err != nil {
+		return nil, err
+	}
+	if al != nil {
+		h.alerts = &alertHooks{a: al}
+	}
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
@@ -203,7 +217,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 		Logger:                   asynqLogger{cfg.Logger},
 		LogLevel:                 asynq.WarnLevel,
 	})
-	return &Worker{cfg: cfg, rdb: rdb, srv: srv, handler: h, reg: reg}, nil
+	return &Worker{cfg: cfg, rdb: rdb, srv: srv, handler: h, reg: reg, alerts: al}, nil
 }
 
 // Start starts processing and, when configured, the metrics listener.
@@ -231,6 +245,7 @@ func (w *Worker) Start() error {
 	}
 	w.stopFlush = make(chan struct{})
 	w.flushing.Go(func() { w.handler.guard.flushLoop(w.stopFlush) })
+	w.alerts.Start()
 	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "queues", queueList(w.cfg.Queues))
 	return nil
 }
@@ -255,6 +270,8 @@ func (w *Worker) Shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	w.handler.guard.flush(ctx, true)
 	cancel()
+	// After the drain: the items it finished are counted and raised.
+	w.alerts.Shutdown()
 	w.stopHTTP()
 	w.cfg.Logger.Info("worker stopped")
 }
