@@ -24,8 +24,12 @@ build: ## Build producer, worker and mockllm into bin/
 redis: ## Make sure redis-server is installed (Debian's package when missing)
 	@./scripts/ensure-redis.sh
 
+.PHONY: chromium
+chromium: ## Install Debian's chromium for the console's browser test when missing and possible (else it is skipped)
+	@./scripts/ensure-chromium.sh
+
 .PHONY: test
-test: redis ## Run every test with -race against real redis-server processes
+test: redis chromium ## Run every test with -race against real redis-server processes
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 .PHONY: bench

@@ -10,21 +10,30 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/llmfleet/llmfleet/internal/testredis"
 	"github.com/llmfleet/llmfleet/redisconn"
 )
 
-// testPassword stands for the user's REDIS_PASSWORD.
-const testPassword = "compose-test-password"
+// testPassword stands for the user's REDIS_PASSWORD, testToken for their
+// LLMFLEET_CONSOLE_TOKEN.
+const (
+	testPassword = "compose-test-password"
+	testToken    = "compose-test-console-token"
+)
+
+// baseEnv is the least environment the compose file loads with.
+func baseEnv() map[string]string {
+	return map[string]string{"REDIS_PASSWORD": testPassword, "LLMFLEET_CONSOLE_TOKEN": testToken}
+}
 
 // loadCompose loads docker-compose.yml as `docker compose` would, with env
 // as the whole environment (no .env file, no OS environment) and the given
@@ -55,7 +64,7 @@ func loadCompose(t *testing.T, env map[string]string, profiles ...string) (*type
 func mustLoad(t *testing.T, env map[string]string, profiles ...string) *types.Project {
 	t.Helper()
 	if env == nil {
-		env = map[string]string{"REDIS_PASSWORD": testPassword}
+		env = baseEnv()
 	}
 	p, err := loadCompose(t, env, profiles...)
 	if err != nil {
@@ -102,8 +111,8 @@ func portOf(t *testing.T, addr string) string {
 func TestComposeNeedsRedisPassword(t *testing.T) {
 	t.Parallel()
 	for name, env := range map[string]map[string]string{
-		"unset": {},
-		"empty": {"REDIS_PASSWORD": ""},
+		"unset": {"LLMFLEET_CONSOLE_TOKEN": testToken},
+		"empty": {"REDIS_PASSWORD": "", "LLMFLEET_CONSOLE_TOKEN": testToken},
 	} {
 		_, err := loadCompose(t, env)
 		if err == nil {
@@ -123,10 +132,10 @@ func TestComposeProfiles(t *testing.T) {
 		profiles []string
 		want     []string
 	}{
-		{nil, []string{"asynqmon", "redis", "worker"}},
-		{[]string{"demo"}, []string{"asynqmon", "mockllm", "redis", "worker"}},
-		{[]string{"tools"}, []string{"asynqmon", "producer", "redis", "worker"}},
-		{[]string{"demo", "tools"}, []string{"asynqmon", "mockllm", "producer", "redis", "worker"}},
+		{nil, []string{"console", "redis", "worker"}},
+		{[]string{"demo"}, []string{"console", "mockllm", "redis", "worker"}},
+		{[]string{"tools"}, []string{"console", "producer", "redis", "worker"}},
+		{[]string{"demo", "tools"}, []string{"console", "mockllm", "producer", "redis", "worker"}},
 	} {
 		p := mustLoad(t, nil, tc.profiles...)
 		got := p.ServiceNames()
@@ -227,7 +236,7 @@ func TestComposeRedisConfigRuns(t *testing.T) {
 func TestComposeWorker(t *testing.T) {
 	t.Parallel()
 	p := mustLoad(t, map[string]string{
-		"REDIS_PASSWORD": testPassword, "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": "http://mockllm:8089/v1",
+		"REDIS_PASSWORD": testPassword, "LLMFLEET_CONSOLE_TOKEN": testToken, "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": "http://mockllm:8089/v1",
 		"LLMFLEET_RPM": "600", "LLMFLEET_TPM": "90000",
 	})
 	w := service(t, p, "worker")
@@ -307,41 +316,74 @@ func TestComposeWorker(t *testing.T) {
 	}
 }
 
-func TestComposeAsynqmon(t *testing.T) {
+// The console replaces the asynqmon image: our producer binary, with a
+// token from .env, published on loopback only.
+func TestComposeConsole(t *testing.T) {
 	t.Parallel()
-	p := mustLoad(t, nil)
-	a := service(t, p, "asynqmon")
-	if len(a.Ports) == 0 {
-		t.Fatal("asynqmon publishes no port")
-	}
-	for _, port := range a.Ports {
-		if port.HostIP != "127.0.0.1" {
-			t.Errorf("asynqmon port %+v is published on %q, want 127.0.0.1 only (asynqmon has no authentication)", port, port.HostIP)
+	for name, env := range map[string]map[string]string{
+		"unset": {"REDIS_PASSWORD": testPassword},
+		"empty": {"REDIS_PASSWORD": testPassword, "LLMFLEET_CONSOLE_TOKEN": ""},
+	} {
+		_, err := loadCompose(t, env)
+		if err == nil || !strings.Contains(err.Error(), "set LLMFLEET_CONSOLE_TOKEN in .env") {
+			t.Errorf("%s LLMFLEET_CONSOLE_TOKEN: %v, want a refusal that says to set it", name, err)
 		}
 	}
-	if dep, ok := a.DependsOn["redis"]; !ok || dep.Condition != types.ServiceConditionHealthy {
-		t.Errorf("asynqmon depends_on redis = %+v, want condition service_healthy", a.DependsOn)
+	p := mustLoad(t, nil)
+	if _, ok := p.Services["asynqmon"]; ok {
+		t.Error("the asynqmon image service is still there: the console serves asynqmon")
 	}
-	// asynqmon parses its URL with asynq's parser.
-	raw, ok := flagValue(a.Command, "redis-url")
+	c := service(t, p, "console")
+	if c.Build == nil || c.Build.Dockerfile != "deploy/Dockerfile" || c.Image != service(t, p, "worker").Image {
+		t.Errorf("console is not our image built from deploy/Dockerfile: %+v %q", c.Build, c.Image)
+	}
+	if len(c.Command) < 2 || c.Command[0] != "producer" || c.Command[1] != "console" {
+		t.Fatalf("console command %q, want producer console ...", c.Command)
+	}
+	addr, ok := flagValue(c.Command, "addr")
 	if !ok {
-		t.Fatalf("asynqmon command %q has no --redis-url", a.Command)
+		t.Fatalf("console command %q has no --addr", c.Command)
 	}
-	opt, err := asynq.ParseRedisURI(raw)
-	if err != nil {
-		t.Fatalf("asynqmon --redis-url: %v", err)
+	if host, _, _ := net.SplitHostPort(addr); host != "0.0.0.0" {
+		t.Errorf("console listens on %s: the published port would not reach it", addr)
 	}
-	if o, ok := opt.(asynq.RedisClientOpt); !ok || o.Addr != "redis:6379" || o.Password != testPassword {
-		t.Errorf("asynqmon --redis-url gives %T %+v, want redis:6379 with REDIS_PASSWORD", opt, opt)
+	if v := c.Environment["LLMFLEET_CONSOLE_TOKEN"]; v == nil || *v != testToken {
+		t.Errorf("console LLMFLEET_CONSOLE_TOKEN = %v, want the token from .env", v)
 	}
-
-	// Read-only unless the user opts in.
-	if ro, _ := flagValue(a.Command, "read-only"); ro != "true" {
-		t.Errorf("asynqmon --read-only=%q by default, want true", ro)
+	if slices.ContainsFunc(c.Command, func(a string) bool { return strings.Contains(a, testToken) }) {
+		t.Errorf("console command %q holds the token: it would show in ps and docker inspect", c.Command)
 	}
-	p = mustLoad(t, map[string]string{"REDIS_PASSWORD": testPassword, "ASYNQMON_READ_ONLY": "false"})
-	if ro, _ := flagValue(service(t, p, "asynqmon").Command, "read-only"); ro != "false" {
-		t.Errorf("ASYNQMON_READ_ONLY=false gives --read-only=%q, want false", ro)
+	if c.Environment["REDIS_URL"] == nil || *c.Environment["REDIS_URL"] != *service(t, p, "worker").Environment["REDIS_URL"] {
+		t.Error("console and worker do not share one REDIS_URL")
+	}
+	if len(c.Ports) != 1 {
+		t.Fatalf("console publishes %+v, want one port", c.Ports)
+	}
+	for _, port := range c.Ports {
+		if port.HostIP != "127.0.0.1" {
+			t.Errorf("console port %+v is published on %q, want 127.0.0.1 only", port, port.HostIP)
+		}
+		if strconv.Itoa(int(port.Target)) != portOf(t, addr) || port.Published != "8080" {
+			t.Errorf("console publishes %s -> %d, want 127.0.0.1:8080 -> --addr's port %s", port.Published, port.Target, portOf(t, addr))
+		}
+	}
+	if dep, ok := c.DependsOn["redis"]; !ok || dep.Condition != types.ServiceConditionHealthy {
+		t.Errorf("console depends_on redis = %+v, want condition service_healthy", c.DependsOn)
+	}
+	if !c.ReadOnly || !slices.Contains(c.CapDrop, "ALL") {
+		t.Errorf("console read_only %v, cap_drop %q: want a read-only root and no capabilities", c.ReadOnly, c.CapDrop)
+	}
+	if ro, _ := flagValue(c.Command, "read-only"); ro != "false" {
+		t.Errorf("console --read-only=%q by default, want false (it has a token)", ro)
+	}
+	env := baseEnv()
+	env["LLMFLEET_CONSOLE_READ_ONLY"], env["LLMFLEET_CONSOLE_PORT"] = "true", "9443"
+	c = service(t, mustLoad(t, env), "console")
+	if ro, _ := flagValue(c.Command, "read-only"); ro != "true" {
+		t.Errorf("LLMFLEET_CONSOLE_READ_ONLY=true gives --read-only=%q, want true", ro)
+	}
+	if c.Ports[0].Published != "9443" || c.Ports[0].HostIP != "127.0.0.1" {
+		t.Errorf("LLMFLEET_CONSOLE_PORT=9443 publishes %+v, want 127.0.0.1:9443", c.Ports[0])
 	}
 }
 
@@ -461,12 +503,14 @@ func TestEnvExample(t *testing.T) {
 			t.Errorf("docker-compose.yml reads %s, which .env.example does not document", m[1])
 		}
 	}
-	if ex["REDIS_PASSWORD"] != "" {
-		t.Errorf(".env.example sets REDIS_PASSWORD=%q: it must be empty so that each user sets one", ex["REDIS_PASSWORD"])
+	for _, secret := range []string{"REDIS_PASSWORD", "LLMFLEET_CONSOLE_TOKEN"} {
+		if ex[secret] != "" {
+			t.Errorf(".env.example sets %s=%q: it must be empty so that each user sets one", secret, ex[secret])
+		}
 	}
 	if _, err := loadCompose(t, ex, "demo", "tools"); err == nil {
-		t.Error("docker-compose.yml loads with .env.example as is (empty REDIS_PASSWORD)")
+		t.Error("docker-compose.yml loads with .env.example as is (empty REDIS_PASSWORD and LLMFLEET_CONSOLE_TOKEN)")
 	}
-	ex["REDIS_PASSWORD"] = testPassword
+	ex["REDIS_PASSWORD"], ex["LLMFLEET_CONSOLE_TOKEN"] = testPassword, testToken
 	mustLoad(t, ex, "demo", "tools")
 }

@@ -181,7 +181,14 @@ type kustomization struct {
 // except the kustomization.
 func manifests(t *testing.T) []object {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(manifestDir, "*.yaml"))
+	return manifestsIn(t, manifestDir)
+}
+
+// manifestsIn parses every document of every YAML file in dir except its
+// kustomization.
+func manifestsIn(t *testing.T, dir string) []object {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

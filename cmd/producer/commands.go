@@ -57,7 +57,7 @@ func newRoot(a *app) *cobra.Command {
 	})
 	root.PersistentFlags().StringVar(&a.redisURL, "redis", "", "Redis URL: redis://, rediss:// (TLS), redis-sentinel://, redis-cluster:// (default $REDIS_URL, else "+redisconn.DefaultURL+")")
 	root.AddCommand(a.runCmd(), a.statusCmd(), a.exportCmd(), a.jobsCmd(), a.cancelCmd(), a.deleteCmd(),
-		a.failedCmd(), a.replayCmd(), a.mergeCmd(), a.budgetCmd(), a.inboxCmd(), a.respondCmd())
+		a.failedCmd(), a.replayCmd(), a.mergeCmd(), a.budgetCmd(), a.inboxCmd(), a.respondCmd(), a.consoleCmd())
 	return root
 }
 
