@@ -282,7 +282,9 @@ func (a *attempt) commitRun(ctx context.Context, it *tasks.Item, steps []checkpo
 			r.ToolCalls++
 		}
 	}
-	return a.record(ctx, func(ctx context.Context) (checkpoint.Committed, error) { return a.h.store.CommitRun(ctx, a.job, a.token, r) })
+	return a.record(ctx, func(ctx context.Context) (checkpoint.Committed, error) {
+		return a.h.store.CommitRun(ctx, a.job, a.token, r)
+	})
 }
 
 func lastModelStep(steps []checkpoint.Step) checkpoint.Step {

@@ -466,7 +466,9 @@ func (a *attempt) commit(ctx context.Context, it *tasks.Item, comp *provider.Com
 			r.Parsed = b.Bytes()
 		}
 	}
-	return a.record(ctx, func(ctx context.Context) (checkpoint.Committed, error) { return a.h.store.Commit(ctx, a.job, a.token, r) })
+	return a.record(ctx, func(ctx context.Context) (checkpoint.Committed, error) {
+		return a.h.store.Commit(ctx, a.job, a.token, r)
+	})
 }
 
 // record runs an item's commit durably and counts what it did.

@@ -341,7 +341,9 @@ func (a *attempt) commitEmbedding(ctx context.Context, it *tasks.Item, m *member
 	}
 	// No body is kept even for batch items: export rebuilds OpenAI's
 	// shape from the result, which would otherwise hold the vector twice.
-	return a.record(ctx, func(ctx context.Context) (checkpoint.Committed, error) { return a.h.store.Commit(ctx, a.job, a.token, r) })
+	return a.record(ctx, func(ctx context.Context) (checkpoint.Committed, error) {
+		return a.h.store.Commit(ctx, a.job, a.token, r)
+	})
 }
 
 func jsonOf(v any) ([]byte, error) {
