@@ -19,9 +19,11 @@
 //	llmfleet:{job}:awaiting hash  item id → its requests for a person, with their decisions (JSON)
 //	llmfleet:jobs           set   job names (the only key outside a job's slot)
 //
-// The keys of the fleet-wide breaker and rate limiter are spelled in keys.go
-// as well (BreakerKeys, LimiterKeys), so that this package is the one place
-// that knows every key llmfleet writes.
+// The keys of the fleet-wide breaker, rate limiter and alerts are spelled
+// in keys.go as well (BreakerKeys, LimiterKeys, AlertKeys: the alerts'
+// outbox stream, per-job outcome counts, raised-event markers and
+// cooldowns, under llmfleet:alerts:{fleet}:), so that this package is the
+// one place that knows every key llmfleet writes.
 //
 // # Files
 //

@@ -76,3 +76,27 @@ func LimiterKeys(provider string) (rpm, tpm, hold string) {
 // EndpointField is the job hash field where workers note the breaker
 // endpoint the job's calls go through, so status can show its state.
 const EndpointField = "endpoint"
+
+// AlertKeySet names the keys of the fleet's alerts (package alerts). All
+// share the hash tag {fleet}, so one Lua script may gate and queue an event
+// in one Cluster slot. Counts, Raised and Cooldown are prefixes: the job
+// name, the event id or "rule:job" is appended.
+type AlertKeySet struct {
+	// Outbox is the Redis Stream of raised events (event JSON only, never a
+	// webhook URL or secret), read by a consumer group of the workers.
+	Outbox string
+	// Counts + job is a hash of the job's finished and failed items per
+	// time bucket: fields "BUCKET:n" and "BUCKET:f".
+	Counts string
+	// Raised + event id marks an event raised, so a second worker raising
+	// the same event is a no-op.
+	Raised string
+	// Cooldown + "rule:job" holds a rule back for its cooldown.
+	Cooldown string
+}
+
+// AlertKeys returns the keys of the fleet's alerts.
+func AlertKeys() AlertKeySet {
+	p := "llmfleet:alerts:{fleet}:"
+	return AlertKeySet{Outbox: p + "outbox", Counts: p + "counts:", Raised: p + "raised:", Cooldown: p + "cooldown:"}
+}

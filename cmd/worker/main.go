@@ -14,9 +14,11 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/llmfleet/llmfleet/alerts"
 	"github.com/llmfleet/llmfleet/redisconn"
 	"github.com/llmfleet/llmfleet/worker"
 )
@@ -83,6 +85,15 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (config,
 	fs.Float64Var(&b.RateLimitedRatio, "breaker-429-ratio", 0.5, "...and they are at least this share of the window's items")
 	fs.IntVar(&b.MaxProbes, "breaker-probes", 1, "probe calls at once, fleet-wide, while half-open")
 	fs.BoolVar(&c.worker.NoBreaker, "no-breaker", false, "turn the fleet-wide circuit breaker off")
+	al := &c.worker.Alerts
+	hooks := &webhookList{env: splitList(getenv("LLMFLEET_ALERT_WEBHOOK"))}
+	fs.Var(hooks, "alert-webhook", "post alert events to this URL (repeatable; default $LLMFLEET_ALERT_WEBHOOK, comma-separated); none turns alerts off")
+	format := fs.String("alert-format", "json", "alert body format: json or slack")
+	fs.StringVar(&al.Secret, "alert-secret", "", "sign alert bodies with HMAC-SHA256 in X-Llmfleet-Signature (default $LLMFLEET_ALERT_SECRET, which keeps it out of ps)")
+	fs.Float64Var(&al.ErrorRate, "alert-error-rate", 0.05, "raise error_rate when more than this share of a job's items in the window failed")
+	fs.IntVar(&al.MinItems, "alert-min-items", 20, "items of the job the window needs before --alert-error-rate applies")
+	fs.DurationVar(&al.Window, "alert-window", 5*time.Minute, "sliding window of the error-rate rule")
+	fs.DurationVar(&al.Cooldown, "alert-cooldown", 15*time.Minute, "least time between two error_rate events of a job")
 	fs.DurationVar(&c.worker.BatchLinger, "batch-linger", 2*time.Millisecond, "how long an item's claim or result may wait to share a Redis round trip with others of its job when they come fast; 0 never waits")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -95,6 +106,22 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (config,
 		return c, usageError{fmt.Errorf("--batch-linger must not be negative, got %s", c.worker.BatchLinger)}
 	case c.worker.BatchLinger == 0:
 		c.worker.BatchLinger = -1 // worker.Config: negative is off, zero the default
+	}
+	al.Webhooks = hooks.list()
+	if al.Secret == "" {
+		// Not the flag's default: --help would print it.
+		al.Secret = getenv("LLMFLEET_ALERT_SECRET")
+	}
+	al.Format = alerts.Format(*format)
+	switch {
+	case al.ErrorRate <= 0 || al.ErrorRate >= 1:
+		return c, usageError{fmt.Errorf("--alert-error-rate must be above 0 and below 1, got %g", al.ErrorRate)}
+	case al.MinItems < 1:
+		return c, usageError{fmt.Errorf("--alert-min-items must be at least 1, got %d", al.MinItems)}
+	case al.Cooldown <= 0:
+		return c, usageError{fmt.Errorf("--alert-cooldown must be positive, got %s", al.Cooldown)}
+	case al.Window <= 0:
+		return c, usageError{fmt.Errorf("--alert-window must be at least 1s, got %s", al.Window)}
 	}
 	if fs.NArg() > 0 {
 		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
@@ -113,6 +140,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (config,
 	// The key comes from the environment only: a flag would show in ps.
 	c.worker.Provider.APIKey = getenv("OPENAI_API_KEY")
 	if err := c.worker.Validate(); err != nil {
+		return c, usageError{err}
+	}
+	if err := c.worker.Alerts.Validate(); err != nil {
 		return c, usageError{err}
 	}
 	return c, nil
@@ -139,6 +169,44 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("provider", "version", version, "base_url", redactURL(base), "api_key_set", c.worker.Provider.APIKey != "", "redis", redisconn.Redact(orDefault(c.redisURL)))
 	return worker.Run(ctx, rdb, c.worker)
+}
+
+// webhookList is --alert-webhook: repeatable, and given on the command
+// line it replaces $LLMFLEET_ALERT_WEBHOOK. Its String never shows a URL
+// (flag's usage output prints defaults).
+type webhookList struct {
+	env, flags []string
+	set        bool
+}
+
+func (w *webhookList) String() string {
+	if w == nil {
+		return ""
+	}
+	return fmt.Sprintf("%d webhook(s)", len(w.list()))
+}
+
+func (w *webhookList) Set(v string) error {
+	w.set = true
+	w.flags = append(w.flags, splitList(v)...)
+	return nil
+}
+
+func (w *webhookList) list() []string {
+	if w.set {
+		return w.flags
+	}
+	return w.env
+}
+
+func splitList(s string) []string {
+	var out []string
+	for part := range strings.SplitSeq(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
 }
 
 // envInt reads a whole number from the environment; unset is 0.

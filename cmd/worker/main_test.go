@@ -2,8 +2,10 @@ package main
 
 import (
 	"io"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(kv ...string) func(string) string {
@@ -31,6 +33,13 @@ func TestParseRejectsBadConfigurationNamingIt(t *testing.T) {
 		{[]string{"--log-level", "loud"}, env(), "--log-level"},
 		{[]string{"extra"}, env(), "unexpected argument"},
 		{[]string{"--no-such-flag"}, env(), "no-such-flag"},
+		{[]string{"--alert-webhook", "ftp://x/tok"}, env(), "--alert-webhook #1"},
+		{nil, env("LLMFLEET_ALERT_WEBHOOK", "http://ok/,nope"), "--alert-webhook #2"},
+		{[]string{"--alert-format", "xml"}, env(), "--alert-format"},
+		{[]string{"--alert-error-rate", "0"}, env(), "--alert-error-rate"},
+		{[]string{"--alert-min-items", "0"}, env(), "--alert-min-items"},
+		{[]string{"--alert-window", "0s"}, env(), "--alert-window"},
+		{[]string{"--alert-cooldown", "-1s"}, env(), "--alert-cooldown"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " ")+c.want, func(t *testing.T) {
@@ -77,4 +86,49 @@ func TestRedactURLDropsSecrets(t *testing.T) {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+func TestParseAlertFlags(t *testing.T) {
+	t.Run("defaults: off", func(t *testing.T) {
+		c, err := parse(nil, env(), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := c.worker.Alerts
+		if a.Enabled() || a.Format != "json" || a.ErrorRate != 0.05 || a.MinItems != 20 || a.Window != 5*time.Minute || a.Cooldown != 15*time.Minute {
+			t.Errorf("alerts %+v, want off with the documented defaults", a)
+		}
+	})
+	t.Run("environment", func(t *testing.T) {
+		c, err := parse(nil, env("LLMFLEET_ALERT_WEBHOOK", "https://a.example/1, https://b.example/2", "LLMFLEET_ALERT_SECRET", "s3"), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := c.worker.Alerts; !slices.Equal(a.Webhooks, []string{"https://a.example/1", "https://b.example/2"}) || a.Secret != "s3" {
+			t.Errorf("alerts %+v, want both webhooks and the secret from the environment", a)
+		}
+	})
+	t.Run("repeated flags win over the environment", func(t *testing.T) {
+		c, err := parse([]string{"--alert-webhook", "https://c.example/3", "--alert-webhook", "https://d.example/4",
+			"--alert-format", "slack", "--alert-secret", "flag", "--alert-error-rate", "0.1", "--alert-min-items", "5",
+			"--alert-window", "1m", "--alert-cooldown", "2m"}, env("LLMFLEET_ALERT_WEBHOOK", "https://a.example/1", "LLMFLEET_ALERT_SECRET", "env"), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := c.worker.Alerts
+		if !slices.Equal(a.Webhooks, []string{"https://c.example/3", "https://d.example/4"}) || a.Secret != "flag" || a.Format != "slack" ||
+			a.ErrorRate != 0.1 || a.MinItems != 5 || a.Window != time.Minute || a.Cooldown != 2*time.Minute {
+			t.Errorf("alerts %+v", a)
+		}
+	})
+	t.Run("help shows neither webhook nor secret", func(t *testing.T) {
+		var out strings.Builder
+		_, err := parse([]string{"--help"}, env("LLMFLEET_ALERT_WEBHOOK", "https://a.example/tok-1", "LLMFLEET_ALERT_SECRET", "sec-1"), &out)
+		if err == nil {
+			t.Fatal("--help returned no error")
+		}
+		if strings.Contains(out.String(), "tok-1") || strings.Contains(out.String(), "sec-1") {
+			t.Errorf("--help prints a secret:\n%s", out.String())
+		}
+	})
 }
