@@ -109,7 +109,12 @@ func (c *Config) setDefaults() {
 		c.MaxAge = 24 * time.Hour
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{Timeout: 10 * time.Second}
+		// Redirects are not followed: a 301 would turn the POST into a
+		// bodyless GET counted as delivered, a 307 would carry the
+		// signature to another host. A 3xx is a failed delivery.
+		c.Client = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -414,6 +419,15 @@ func (a *Alerter) flush(ctx context.Context, counts map[string]map[int64]*count)
 				if c.f > 0 {
 					p.HIncrBy(ctx, k, f+":f", c.f)
 				}
+			}
+			// Buckets that left the window go: the hash stays the
+			// window's size however long the job runs.
+			for b := range m {
+				for old := b - 2*int64(a.cfg.Window/a.bucket) - 4; old < b-int64(a.cfg.Window/a.bucket)-1; old++ {
+					f := strconv.FormatInt(old, 10)
+					p.HDel(ctx, k, f+":n", f+":f")
+				}
+				break
 			}
 			p.PExpire(ctx, k, ttl)
 		}

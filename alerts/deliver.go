@@ -109,18 +109,65 @@ func (a *Alerter) ensureGroup(ctx context.Context) error {
 }
 
 // heartbeat resets the idle time of this worker's deliveries waiting for a
-// retry, so no other worker claims them while this one is alive.
+// retry, so no other worker claims them while this one is alive. Only the
+// entries this worker still owns are touched: one another worker claimed
+// (this one was stalled past ClaimIdle) is dropped here, never taken back,
+// so no two workers hold the same event.
 func (a *Alerter) heartbeat(ctx context.Context) {
+	owned, err := a.owned(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("alerts: heartbeat deliveries", "err", err)
+		}
+		return
+	}
 	ids := make([]string, 0, len(a.inflight))
 	for id := range a.inflight {
-		ids = append(ids, id)
+		if owned[id] {
+			ids = append(ids, id)
+		} else {
+			delete(a.inflight, id)
+		}
 	}
-	err := a.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
+	if len(ids) == 0 {
+		return
+	}
+	err = a.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
 		Stream: a.keys.Outbox, Group: group, Consumer: a.cfg.Consumer, Messages: ids,
 	}).Err()
 	if err != nil && !errors.Is(err, redis.Nil) && ctx.Err() == nil {
 		a.log.Warn("alerts: heartbeat deliveries", "err", err)
 	}
+}
+
+// owned returns the outbox entries this worker's consumer holds.
+func (a *Alerter) owned(ctx context.Context) (map[string]bool, error) {
+	pend, err := a.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: a.keys.Outbox, Group: group, Consumer: a.cfg.Consumer,
+		Start: "-", End: "+", Count: int64(maxInflight + readBatch),
+	}).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make(map[string]bool, len(pend))
+	for _, p := range pend {
+		out[p.ID] = true
+	}
+	return out, nil
+}
+
+// keep makes sure this worker still holds entry id and resets its idle
+// time, right before a post: a batch of slow posts must not outlast
+// ClaimIdle for the entries waiting their turn, and an entry another worker
+// took is left to it.
+func (a *Alerter) keep(ctx context.Context, id string) bool {
+	owned, err := a.owned(ctx)
+	if err != nil || !owned[id] {
+		return false
+	}
+	return a.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
+		Stream: a.keys.Outbox, Group: group, Consumer: a.cfg.Consumer, Messages: []string{id},
+	}).Err() == nil
 }
 
 // take delivers entries just read or claimed.
@@ -146,6 +193,12 @@ func (a *Alerter) take(ctx context.Context, msgs []redis.XMessage) {
 // attempt posts the event to every webhook that has not acknowledged it;
 // it acks the entry once all have, or schedules a retry.
 func (a *Alerter) attempt(ctx context.Context, d *delivery) {
+	if d.ev.ID != "" && !a.keep(ctx, d.streamID) {
+		// Another worker holds it now (or Redis did not answer): it is
+		// theirs to send.
+		delete(a.inflight, d.streamID)
+		return
+	}
 	d.attempts++
 	ok := true
 	for i := range a.cfg.Webhooks {

@@ -112,12 +112,13 @@ func (e Event) Text() string {
 		if raw, ok := v.(json.RawMessage); ok {
 			var s string
 			if json.Unmarshal(raw, &s) == nil {
-				return s
+				return mrkdwn(s)
 			}
-			return string(raw)
+			return mrkdwn(string(raw))
 		}
-		return fmt.Sprint(v)
+		return mrkdwn(fmt.Sprint(v))
 	}
+	e.Job = mrkdwn(e.Job)
 	switch e.Kind {
 	case ErrorRate:
 		return fmt.Sprintf(":rotating_light: Job *%s*: %s of %s items failed in the last %s (rate %s, threshold %s)",
@@ -136,6 +137,12 @@ func (e Event) Text() string {
 		return fmt.Sprintf(":hourglass: Job *%s* expired: %s", e.Job, summaryText(e.Details["summary"]))
 	}
 	return fmt.Sprintf("%s: job *%s*", e.Kind, e.Job)
+}
+
+// mrkdwn escapes text for Slack: &, < and > are its control characters
+// (<!channel>, <url|label>), and an item id or a job name is data.
+func mrkdwn(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
 func summaryText(v any) string {

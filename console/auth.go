@@ -118,6 +118,12 @@ func (c *console) guard(next http.Handler) http.Handler {
 				return
 			}
 		}
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/static/") {
+			// The page's own stylesheet and script, the same for
+			// everyone: the login page needs them before any token.
+			next.ServeHTTP(w, r)
+			return
+		}
 		if r.URL.Path == "/login" || r.URL.Path == "/logout" {
 			if !safeMethod(r.Method) && !sameOrigin(r) {
 				http.Error(w, "cross-origin request refused", http.StatusForbidden)
@@ -153,7 +159,17 @@ func (c *console) guard(next http.Handler) http.Handler {
 // safeNext keeps a post-login redirect on this console: a path, never
 // another host ("//evil" or "/\evil" included).
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.HasPrefix(next, "/login") {
+	// Browsers drop tabs and newlines from a Location and read a
+	// backslash as a slash: "/\t/evil" is "//evil" to them. Only a
+	// plain path of visible characters passes.
+	for _, r := range next {
+		if r < 0x21 || r == 0x7f || r == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil ||
+		!strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/login") {
 		return "/"
 	}
 	return next

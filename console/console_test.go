@@ -171,7 +171,6 @@ var routes = []struct{ method, path string }{
 	{"GET", "/"},
 	{"GET", "/partials/jobs"},
 	{"GET", "/partials/inbox"},
-	{"GET", "/static/console.js"},
 	{"GET", "/api/jobs"},
 	{"GET", "/api/jobs/j1"},
 	{"GET", "/api/jobs/j1/inbox"},
@@ -206,6 +205,14 @@ func TestAuth(t *testing.T) {
 					t.Errorf("%s %s with %s: %d, want 401", rt.method, rt.path, name, r.code)
 				}
 			}
+		}
+		// The page's own stylesheet and script are served to anyone (the
+		// login page needs them), and hold nothing of the fleet.
+		if r := b.do(t, "GET", "/static/console.css", req{}); r.code != http.StatusOK {
+			t.Errorf("GET /static/console.css without a token: %d, want 200", r.code)
+		}
+		if r := b.do(t, "GET", "/static/../api/jobs", req{}); r.code == http.StatusOK {
+			t.Errorf("GET /static/../api/jobs without a token: %d, want it refused", r.code)
 		}
 		// A browser gets the login form with its 401.
 		r := b.do(t, "GET", "/api/jobs", req{accept: "text/html"})

@@ -22,6 +22,6 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "installing chromium from Debian's packages..." >&2
 $SUDO apt-get update -qq >/dev/null || skip "apt-get update failed"
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
   skip "apt-get install chromium failed"
 command -v chromium >/dev/null 2>&1 || skip "the package installed no chromium binary"

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -13,14 +14,24 @@ import (
 // stateCollector reads the fleet's shared state at scrape time: asynq's
 // queue depths and the items of unfinished jobs by state. Every worker
 // reports the same figures (the state is shared); aggregate them with max,
-// not sum. A scrape costs one round trip per queue and one per job, with
-// a deadline.
+// not sum. The shared state is read at most every collectEvery, whatever
+// the scrape rate: one round trip per queue and one for the jobs.
 type stateCollector struct {
 	inspector *asynq.Inspector
 	store     *checkpoint.Store
 	queue     *prometheus.Desc
 	items     *prometheus.Desc
+
+	// The figures of the last read, kept for collectEvery: scrapes by
+	// several Prometheus servers, or a short scrape interval, read Redis
+	// once per interval (asynq's queue info runs Lua scripts).
+	mu      sync.Mutex
+	at      time.Time
+	metrics []prometheus.Metric
 }
+
+// collectEvery is how often a scrape reads the shared state again.
+const collectEvery = 10 * time.Second
 
 func newStateCollector(inspector *asynq.Inspector, store *checkpoint.Store) *stateCollector {
 	return &stateCollector{
@@ -43,6 +54,20 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 const maxScrapedJobs = 200
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) >= collectEvery {
+		c.metrics = c.read()
+		c.at = time.Now()
+	}
+	for _, m := range c.metrics {
+		ch <- m
+	}
+}
+
+func (c *stateCollector) read() []prometheus.Metric {
+	var out []prometheus.Metric
+	ch := &out
 	if queues, err := c.inspector.Queues(); err == nil {
 		for _, q := range queues {
 			info, err := c.inspector.GetQueueInfo(q)
@@ -51,7 +76,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			for state, n := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
 				"retry": info.Retry, "archived": info.Archived, "completed": info.Completed} {
-				ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(n), q, state)
+				*ch = append(*ch, prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(n), q, state))
 			}
 		}
 	}
@@ -59,7 +84,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	js, err := c.store.Jobs(ctx)
 	if err != nil {
-		return
+		return out
 	}
 	n := 0
 	for _, j := range js {
@@ -69,7 +94,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		n++
 		for state, v := range map[string]int64{"pending": j.Pending(), "active": j.Active, "awaiting_input": j.AwaitingInput,
 			"done": j.Done, "failed": j.Failed} {
-			ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(v), j.Name, state)
+			*ch = append(*ch, prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(v), j.Name, state))
 		}
 	}
+	return out
 }

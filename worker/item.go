@@ -519,7 +519,11 @@ func (a *attempt) fail(ctx context.Context, f *checkpoint.Failure, archive bool)
 	a.unsent = false
 	if ok {
 		a.h.metrics.items.WithLabelValues("failed").Inc()
-		a.h.alerts.itemFinished(a.job, true)
+		if f.Class != string(provider.Cancelled) && f.Class != string(provider.Expired) {
+			// A job that was cancelled or ran out of time is not an
+			// error rate: job_finished and job_expired say so.
+			a.h.alerts.itemFinished(a.job, true)
+		}
 		a.log().Info("item failed", "class", f.Class, "attempts", f.Attempts, "reason", f.Reason)
 	}
 	if !archive {
