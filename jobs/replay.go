@@ -244,7 +244,7 @@ func newRequeuer(ctx context.Context, d Deps, job string, pol checkpoint.Policy,
 	r := &requeuer{}
 	opts := TaskOptions(pol)
 	r.pool = newPool(ctx, n, func(id string) error {
-		kind, err := ensureTask(ctx, d, job, id, pol.Queue, opts)
+		kind, err := ensureTask(ctx, d, job, id, pol.Queue, opts, false)
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		switch {
@@ -289,20 +289,34 @@ const activeWait = 2 * time.Minute
 // asynq has dropped it, and leaves a live task alone. A task still running
 // may be on its way to the archive (its worker failing the item just as it
 // was replayed), so ensureTask waits for it to leave the active state.
-// It returns "archive", "enqueued" or "queued".
-func ensureTask(ctx context.Context, d Deps, job, id, queue string, opts []asynq.Option) (string, error) {
+// With now, a task waiting in the retry or scheduled set is run at once
+// (a parked item just answered), and a running one is waited for at most
+// wakeWait (its worker is only parking it). It returns "archive",
+// "enqueued", "queued" or "run".
+func ensureTask(ctx context.Context, d Deps, job, id, queue string, opts []asynq.Option, now bool) (string, error) {
 	tid := tasks.TaskID(job, id)
-	deadline := time.Now().Add(activeWait)
+	wait := activeWait
+	if now {
+		wait = wakeWait
+	}
+	deadline := time.Now().Add(wait)
 	for {
 		info, err := d.Inspector.GetTaskInfo(queue, tid)
 		switch {
 		case err == nil && info.State == asynq.TaskStateActive && time.Now().Before(deadline):
-			select {
-			case <-ctx.Done():
-				return "", ctx.Err()
-			case <-time.After(200 * time.Millisecond):
+			if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+				return "", err
 			}
 			continue
+		case err == nil && now && (info.State == asynq.TaskStateRetry || info.State == asynq.TaskStateScheduled):
+			err := d.Inspector.RunTask(queue, tid)
+			if err == nil {
+				return "run", nil
+			}
+			if !errors.Is(err, asynq.ErrTaskNotFound) {
+				return "", err
+			}
+			continue // it moved meanwhile: look again
 		case err == nil && info.State == asynq.TaskStateArchived:
 			if info.Retried < info.MaxRetry/2 {
 				err := d.Inspector.RunTask(queue, tid)

@@ -272,38 +272,17 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// wakeWait bounds how long wakeTask waits for a task a worker is parking.
+// wakeWait bounds how long waking a parked item waits for a task a worker
+// is parking.
 const wakeWait = 10 * time.Second
 
 // wakeTask runs a parked item's task now: it waits in asynq's retry set
-// (moved to pending), or is enqueued again when it is gone.
+// (run at once), or is run from the archive or enqueued again when it is
+// gone (ensureTask).
 func wakeTask(ctx context.Context, d Deps, job, id string, pol checkpoint.Policy) error {
-	tid := tasks.TaskID(job, id)
-	deadline := time.Now().Add(wakeWait)
-	for d.Inspector != nil {
-		info, err := d.Inspector.GetTaskInfo(pol.Queue, tid)
-		if err == nil && info.State == asynq.TaskStateActive && time.Now().Before(deadline) {
-			// A worker is just parking it: once the task waits in the
-			// retry set, it can be run.
-			if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
-				return err
-			}
-			continue
-		}
-		switch {
-		case err == nil && (info.State == asynq.TaskStateRetry || info.State == asynq.TaskStateScheduled || info.State == asynq.TaskStateArchived):
-			if err := d.Inspector.RunTask(pol.Queue, tid); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-				return err
-			} else if err == nil {
-				return nil
-			}
-		case err == nil:
-			// Pending, or still active after activeWait: it will run.
-			return nil
-		case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
-			return err
-		}
-		break
+	if d.Inspector != nil {
+		_, err := ensureTask(ctx, d, job, id, pol.Queue, TaskOptions(pol), true)
+		return err
 	}
 	t, err := tasks.NewItemTask(job, id, TaskOptions(pol)...)
 	if err != nil {

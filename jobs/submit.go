@@ -471,7 +471,7 @@ func (e *enqueuer) enqueue(id string) error {
 		// The item is pending, yet its id is taken: by a live task, or by
 		// an archived one (a replay that raced a failing worker), which
 		// must run again.
-		kind, err := ensureTask(e.ctx, e.d, e.job, id, e.queue, e.opts)
+		kind, err := ensureTask(e.ctx, e.d, e.job, id, e.queue, e.opts, false)
 		switch {
 		case err != nil:
 			return fmt.Errorf("enqueue item %q: %w", id, err)
