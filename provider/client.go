@@ -101,17 +101,8 @@ func (c *Client) Complete(ctx context.Context, it *tasks.Item, model string, too
 	req := Request(it, model, tools...)
 	ex := &Exchange{}
 	resp, err := c.oa.CreateChatCompletion(withExchange(ctx, ex), req)
-	if err == nil && ex.Status >= 300 && ex.Status < 400 {
-		// go-openai takes any status below 400 for success; a redirect it
-		// did not follow is not an answer, whatever its body.
-		return nil, c.mask(&Error{Class: UpstreamInvalid, Status: ex.Status, Message: redirectReason(ex)})
-	}
-	if err != nil {
-		exp := ex
-		if ex.Status == 0 {
-			exp = nil
-		}
-		return nil, c.mask(Classify(ctx, err, exp))
+	if pe := c.failure(ctx, err, ex); pe != nil {
+		return nil, pe
 	}
 	if len(resp.Choices) == 0 {
 		if bytes.Contains(ex.Head, []byte(`"error"`)) {
@@ -217,15 +208,8 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dims 
 	resp, err := c.oa.CreateEmbeddings(withExchange(ctx, ex), openai.EmbeddingRequestStrings{
 		Input: inputs, Model: openai.EmbeddingModel(model), Dimensions: dims,
 	})
-	if err == nil && ex.Status >= 300 && ex.Status < 400 {
-		return nil, c.mask(&Error{Class: UpstreamInvalid, Status: ex.Status, Message: redirectReason(ex)})
-	}
-	if err != nil {
-		exp := ex
-		if ex.Status == 0 {
-			exp = nil
-		}
-		return nil, c.mask(Classify(ctx, err, exp))
+	if pe := c.failure(ctx, err, ex); pe != nil {
+		return nil, pe
 	}
 	out := &Embeddings{Model: string(resp.Model), TokensIn: resp.Usage.PromptTokens, RequestID: requestID(ex.Header), Vectors: make([][]float32, len(inputs))}
 	if out.Model == "" {
@@ -250,6 +234,23 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dims 
 		out.UsageEstimated = true
 	}
 	return out, nil
+}
+
+// failure classifies a call that did not answer (err), or answered with a
+// redirect go-openai took for success; nil for an answer to read.
+func (c *Client) failure(ctx context.Context, err error, ex *Exchange) *Error {
+	if err == nil && ex.Status >= 300 && ex.Status < 400 {
+		// go-openai takes any status below 400 for success; a redirect it
+		// did not follow is not an answer, whatever its body.
+		return c.mask(&Error{Class: UpstreamInvalid, Status: ex.Status, Message: redirectReason(ex)})
+	}
+	if err == nil {
+		return nil
+	}
+	if ex.Status == 0 {
+		ex = nil
+	}
+	return c.mask(Classify(ctx, err, ex))
 }
 
 // mask removes the configured key from a provider's message, whatever its

@@ -242,21 +242,12 @@ func (a *attempt) callModel(ctx context.Context, it *tasks.Item, model string, t
 		}
 		if !a.unsent {
 			// With limits, the call is counted once the limiter let it go.
-			n, err := h.store.StartCall(ctx, a.job, a.id, a.token, pol.MaxAttempts)
-			if err != nil {
+			n, ok, err := a.startCall(ctx)
+			if !ok {
 				h.guard.abandon(context.WithoutCancel(ctx), a, pass)
+				return nil, err
 			}
-			switch {
-			case errors.Is(err, checkpoint.ErrJobEnded):
-				return nil, a.jobEnded(ctx)
-			case errors.Is(err, checkpoint.ErrBudgetSpent):
-				return nil, a.spent(ctx)
-			case errors.Is(err, checkpoint.ErrClaimLost):
-				return nil, nil
-			case err != nil:
-				return nil, a.release(ctx, err, nil, time.Second)
-			}
-			calls, a.unsent = n, true
+			calls = n
 		}
 		if ctx.Err() != nil {
 			// Stopping before the call went out: it is given back.
@@ -323,6 +314,26 @@ func (a *attempt) callModel(ctx context.Context, it *tasks.Item, model string, t
 			// The next turn of the loop counts the call (StartCall).
 		}
 	}
+}
+
+// startCall counts the attempt's next call against the item's budget
+// (StartCall). When it cannot (the job ended, the budget is spent, the
+// claim is lost, Redis failed), ok is false and err is what ProcessTask
+// returns, the item's end already recorded.
+func (a *attempt) startCall(ctx context.Context) (n int, ok bool, err error) {
+	n, err = a.h.store.StartCall(ctx, a.job, a.id, a.token, a.claimed.Policy.MaxAttempts)
+	switch {
+	case errors.Is(err, checkpoint.ErrJobEnded):
+		return 0, false, a.jobEnded(ctx)
+	case errors.Is(err, checkpoint.ErrBudgetSpent):
+		return 0, false, a.spent(ctx)
+	case errors.Is(err, checkpoint.ErrClaimLost):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, a.release(ctx, err, nil, time.Second)
+	}
+	a.unsent = true
+	return n, true, nil
 }
 
 // retry records a failed call as the item's last failure, releases it and

@@ -264,18 +264,11 @@ func (a *attempt) runEmbedding(ctx context.Context, it *tasks.Item, model string
 	alone := false
 	for {
 		if !a.unsent {
-			n, err := h.store.StartCall(ctx, a.job, a.id, a.token, pol.MaxAttempts)
-			switch {
-			case err == checkpoint.ErrJobEnded:
-				return a.jobEnded(ctx)
-			case err == checkpoint.ErrBudgetSpent:
-				return a.spent(ctx)
-			case err == checkpoint.ErrClaimLost:
-				return nil
-			case err != nil:
-				return a.release(ctx, err, nil, time.Second)
+			n, ok, err := a.startCall(ctx)
+			if !ok {
+				return err
 			}
-			calls, a.unsent = n, true
+			calls = n
 		}
 		*m = member{a: a, inputs: m.inputs, tokens: m.tokens}
 		key := packKey{job: a.job, model: model, dims: it.Dimensions}
